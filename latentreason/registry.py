@@ -1,0 +1,133 @@
+"""The component registry: register a part under a kind and a name, list it, build it from a config.
+
+Config files name components by their registered name only (`name: hrm`), never by an import path,
+so a YAML file cannot make the framework import and run arbitrary code.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+KINDS = ("core", "grad", "halt", "task")
+
+
+class ConfigError(ValueError):
+    """A config names something that does not exist or does not fit; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    kind: str
+    name: str
+    factory: Callable[..., Any]
+    origin: str  # "built-in" or "<plugin> <version>"
+
+    @property
+    def summary(self) -> str:
+        doc = inspect.getdoc(self.factory) or ""
+        return doc.splitlines()[0] if doc else ""
+
+
+_REGISTRY: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
+_current_origin = "built-in"
+
+
+def close_matches(word: str, choices) -> str:
+    """A ' Did you mean ...?' hint, or an empty string."""
+    matches = difflib.get_close_matches(str(word), [str(c) for c in choices], n=3, cutoff=0.5)
+    return f" Did you mean {' or '.join(repr(m) for m in matches)}?" if matches else ""
+
+
+def register(kind: str, name: str | None = None):
+    """Decorator: `@register("core", "hrm")` makes a class or function buildable from config."""
+    if kind not in _REGISTRY:
+        raise ConfigError(f"Unknown component kind {kind!r}; kinds are {', '.join(_REGISTRY)}.{close_matches(kind, _REGISTRY)}")
+
+    def decorator(factory):
+        key = name or factory.__name__
+        existing = _REGISTRY[kind].get(key)
+        if existing is not None and existing.factory is not factory:
+            raise ConfigError(
+                f"{kind} {key!r} is registered twice: by {existing.origin} ({_where(existing.factory)}) "
+                f"and by {_current_origin} ({_where(factory)}). Rename one of them."
+            )
+        _REGISTRY[kind][key] = Entry(kind, key, factory, _current_origin)
+        return factory
+
+    return decorator
+
+
+def _where(factory) -> str:
+    return f"{factory.__module__}.{factory.__qualname__}"
+
+
+def get(kind: str, name: str) -> Entry:
+    load_builtins()
+    if kind not in _REGISTRY:
+        raise ConfigError(f"Unknown component kind {kind!r}; kinds are {', '.join(_REGISTRY)}.{close_matches(kind, _REGISTRY)}")
+    try:
+        return _REGISTRY[kind][name]
+    except KeyError:
+        known = sorted(_REGISTRY[kind])
+        raise ConfigError(
+            f"No {kind} named {name!r}. Registered {kind}s: {', '.join(known) or 'none'}.{close_matches(name, known)}"
+        ) from None
+
+
+def entries(kind: str | None = None) -> list[Entry]:
+    load_builtins()
+    kinds = [kind] if kind else list(_REGISTRY)
+    return [e for k in kinds for _, e in sorted(_REGISTRY[k].items())]
+
+
+def check_arguments(factory: Callable, params: Mapping[str, Any], what: str, provided: tuple = ()) -> None:
+    """Name every unknown or missing key, with close matches, before anything is built."""
+    signature = inspect.signature(factory)
+    accepted = {n: p for n, p in signature.parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    takes_any = any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values())
+    problems = []
+    if not takes_any:
+        for key in params:
+            if key not in accepted:
+                problems.append(f"unknown key {key!r}.{close_matches(key, accepted)}")
+    for n, p in accepted.items():
+        if p.default is p.empty and n not in params and n not in provided:
+            problems.append(f"missing required key {n!r}")
+    if problems:
+        keys = ", ".join(n for n in accepted if n not in provided)
+        raise ConfigError(f"{what}: " + "; ".join(problems) + f" (its keys are: {keys})")
+
+
+def build(kind: str, config: Mapping[str, Any], **context: Any) -> Any:
+    """Build the component a config card describes: `{name: hrm, hidden_size: 512, ...}`.
+
+    `context` carries what the framework knows and the card should not repeat (e.g. the task's
+    sequence length); only the context keys the factory accepts are passed.
+    """
+    params = dict(config)
+    if "name" not in params:
+        raise ConfigError(f"The {kind} config has no 'name' key; set {kind}.name to one of: {', '.join(sorted(_REGISTRY.get(kind, {})))}")
+    name = params.pop("name")
+    entry = get(kind, name)
+    accepted = inspect.signature(entry.factory).parameters
+    passed = {k: v for k, v in context.items() if k in accepted and k not in params}
+    check_arguments(entry.factory, params, f"{kind} {name!r}", provided=tuple(passed))
+    return entry.factory(**params, **passed)
+
+
+_builtins_loaded = False
+
+
+def load_builtins() -> None:
+    """Import the built-in component modules once, so that their @register decorators run."""
+    global _builtins_loaded
+    if _builtins_loaded:
+        return
+    _builtins_loaded = True
+    import importlib
+
+    for module in ("cores.hrm", "grad.one_step", "halting.q_act", "tasks.sudoku"):
+        importlib.import_module(f"latentreason.{module}")

@@ -1,0 +1,39 @@
+"""Shared helpers: tiny models built from the real config cards."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from latentreason.config import load_config
+from latentreason.model import build_model
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+TINY = [
+    "core.hidden_size=32", "core.num_heads=2", "core.H_layers=1", "core.L_layers=1", "core.mlp_multiple=16",
+    "halt.max_steps=4", "trainer.global_batch_size=8",
+]
+
+
+def shared_file(*parts: str) -> Path:
+    """A file of ../shared/data; skipped outside CI when absent, a failure in CI."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{path} is missing in CI")
+        pytest.skip(f"{path} is not present on this machine (it lives beside the repo, in ../shared/data)")
+    return path
+
+
+def tiny_config(*overrides: str):
+    return load_config(["recipe=hrm_sudoku", "preset=paper", *TINY, *overrides])
+
+
+def tiny_model(*overrides: str, seed: int = 0, seq_len: int = 81, vocab: int = 11):
+    torch.manual_seed(seed)
+    return build_model(tiny_config(*overrides), vocab, seq_len, 1)
