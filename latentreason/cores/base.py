@@ -1,0 +1,53 @@
+"""What every recurrent core provides: a state and a schedule of updates to it.
+
+A segment of latent reasoning is a fixed sequence of updates, each writing one part of the state
+(HRM: `L L H L L H`). Describing a core this way lets gradient estimators choose which updates
+carry gradient, and halting policies choose how many segments run, without knowing the core.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+State = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Update:
+    """One step of a segment: run the function `name`, which writes the state field `writes`."""
+
+    name: str
+    writes: str
+
+
+class Core(nn.Module):
+    """Base class: subclasses set `state_fields`, define `schedule`, `apply` and `readout`."""
+
+    state_fields: tuple[str, ...] = ()
+    hidden_size: int
+    positions: str = "rope"  # "rope" (handled inside the core) or "learned" (added to the input embedding)
+
+    def initial_state(self, batch_size: int, length: int, device: torch.device | str) -> State:
+        """The state a fresh example starts from (and a halted row is reset to)."""
+        raise NotImplementedError
+
+    def schedule(self) -> tuple[Update, ...]:
+        raise NotImplementedError
+
+    def apply(self, update: Update, state: State, x: torch.Tensor) -> State:
+        """Perform one update; returns a new state dict (the input is not modified)."""
+        raise NotImplementedError
+
+    def readout(self, state: State) -> torch.Tensor:
+        """The hidden states (batch, positions, hidden) the output and halting heads read."""
+        raise NotImplementedError
+
+    def reset(self, state: State, rows: torch.Tensor) -> State:
+        """Put the rows where `rows` is True back to the initial state."""
+        batch, length = rows.shape[0], next(iter(state.values())).shape[1]
+        fresh = self.initial_state(batch, length, rows.device)
+        mask = rows.view(-1, 1, 1)
+        return {k: torch.where(mask, fresh[k].to(v.dtype), v) for k, v in state.items()}

@@ -1,0 +1,40 @@
+"""A halting policy decides how many segments each example gets, with its own heads and losses."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+HaltLogits = dict[str, torch.Tensor]
+
+
+class HaltingPolicy(nn.Module):
+    """Subclasses define `logits`, `halt` and `loss`.
+
+    `max_steps` bounds the number of segments an example gets, in training and at evaluation.
+    """
+
+    max_steps: int
+
+    def logits(self, hidden: torch.Tensor) -> HaltLogits:
+        """Halting logits (float32, one per row) read from the core's readout at position 0."""
+        return {}
+
+    def halt(
+        self,
+        logits: HaltLogits,
+        steps: torch.Tensor,
+        next_logits: Callable[[], HaltLogits],
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Which rows stop after this segment (`steps` counts it), and any targets for `loss`.
+
+        `next_logits` runs one more no-grad segment from the new state and returns its logits;
+        call it only if the policy needs it (it costs a full segment).
+        """
+        raise NotImplementedError
+
+    def loss(self, logits: HaltLogits, targets: dict[str, torch.Tensor], exact: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Weighted, batch-summed loss terms; `exact` says per row whether the prediction is exactly right."""
+        return {}

@@ -1,0 +1,113 @@
+"""A latent-reasoning model: input embedding + a core run by a gradient estimator + output and halting heads.
+
+Nothing here knows which core, estimator or policy it holds; `build_model` composes them from config.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from latentreason import registry
+from latentreason.cores.base import Core, State
+from latentreason.cores.blocks import Linear, truncated_normal_
+from latentreason.grad.base import GradientEstimator
+from latentreason.halting.base import HaltingPolicy, HaltLogits
+
+
+class PuzzleEmbedding(nn.Module):
+    """Per-puzzle embeddings prepended as extra positions, trained by SignSGD on the rows in use.
+
+    Kept as a buffer, as in the HRM reference, so a large table of puzzle identifiers costs no dense
+    optimizer state and is not counted among the model's parameters.
+    """
+
+    def __init__(self, num_ids: int, length: int, hidden_size: int):
+        super().__init__()
+        self.length, self.hidden_size = length, hidden_size
+        self.register_buffer("table", torch.zeros(num_ids, length * hidden_size))
+        self._pending: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        rows = self.table[ids]
+        if self.training and torch.is_grad_enabled():
+            rows = rows.detach().requires_grad_(True)
+            self._pending = (ids, rows)
+        return rows.view(-1, self.length, self.hidden_size)
+
+    @torch.no_grad()
+    def sign_sgd_step(self, lr: float, weight_decay: float) -> None:
+        """Apply decoupled weight decay and a sign step to the rows used since the last step."""
+        if self._pending is None:
+            return
+        ids, rows = self._pending
+        self._pending = None
+        if rows.grad is None:
+            return
+        unique, inverse = ids.unique(return_inverse=True)
+        grad = torch.zeros(len(unique), rows.shape[1], device=rows.device).index_add_(0, inverse, rows.grad.float())
+        self.table[unique] = self.table[unique] * (1 - lr * weight_decay) - lr * grad.sign()
+
+
+class ReasoningModel(nn.Module):
+    def __init__(
+        self,
+        core: Core,
+        estimator: GradientEstimator,
+        policy: HaltingPolicy,
+        vocab_size: int,
+        seq_len: int,
+        num_puzzle_ids: int = 1,
+        puzzle_emb_len: int = 0,
+    ):
+        super().__init__()
+        self.core, self.estimator, self.policy = core, estimator, policy
+        hidden = core.hidden_size
+        self.seq_len, self.puzzle_emb_len = seq_len, puzzle_emb_len
+        self.embed_scale = math.sqrt(hidden)
+        self.embed_tokens = nn.Embedding(vocab_size, hidden)
+        truncated_normal_(self.embed_tokens.weight, std=1 / self.embed_scale)
+        self.puzzle = PuzzleEmbedding(num_puzzle_ids, puzzle_emb_len, hidden) if puzzle_emb_len else None
+        self.positions = None
+        if core.positions == "learned":
+            self.positions = nn.Parameter(truncated_normal_(torch.empty(puzzle_emb_len + seq_len, hidden), std=1 / self.embed_scale))
+        self.lm_head = Linear(hidden, vocab_size)
+
+    @property
+    def length(self) -> int:
+        """Positions the core sees: puzzle-embedding positions, then the sequence."""
+        return self.puzzle_emb_len + self.seq_len
+
+    def embed(self, inputs: torch.Tensor, puzzle_ids: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.embed_tokens(inputs.long())
+        if self.puzzle is not None:
+            if puzzle_ids is None:
+                puzzle_ids = torch.zeros(inputs.shape[0], dtype=torch.long, device=inputs.device)
+            x = torch.cat((self.puzzle(puzzle_ids).to(x.dtype), x), dim=1)
+        if self.positions is not None:
+            x = 0.707106781 * (x + self.positions)  # keeps the sum at unit scale, as the reference
+        return self.embed_scale * x
+
+    def initial_state(self, batch_size: int, device) -> State:
+        return self.core.initial_state(batch_size, self.length, device)
+
+    def segment(self, state: State, x: torch.Tensor) -> State:
+        """One segment of reasoning; the estimator decides which updates carry gradient."""
+        return self.estimator.run(self.core, state, x)
+
+    def heads(self, state: State) -> tuple[torch.Tensor, HaltLogits]:
+        hidden = self.core.readout(state)
+        logits = self.lm_head(hidden[:, self.puzzle_emb_len :])
+        return logits, self.policy.logits(hidden)
+
+
+def build_model(config: Mapping[str, Any], vocab_size: int, seq_len: int, num_puzzle_ids: int = 1, compile: bool = False) -> ReasoningModel:
+    """Compose core + estimator + policy from their config cards (`config.core`, `.grad`, `.halt`)."""
+    puzzle_emb_len = int(config.get("model", {}).get("puzzle_emb_len", 0))
+    core = registry.build("core", config["core"], seq_len=puzzle_emb_len + seq_len, compile=compile)
+    estimator = registry.build("grad", config["grad"])
+    policy = registry.build("halt", config["halt"], hidden_size=core.hidden_size)
+    return ReasoningModel(core, estimator, policy, vocab_size, seq_len, num_puzzle_ids, puzzle_emb_len)
