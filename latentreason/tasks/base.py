@@ -1,0 +1,75 @@
+"""What a task gives the framework: token data, vocabulary, output loss, and how to show a grid.
+
+A task knows nothing about cores; the model only sees fixed-length token sequences.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+Split = dict[str, torch.Tensor]  # inputs, labels (long, (N, seq_len)); puzzle_ids (long, (N,))
+
+
+class Task:
+    vocab_size: int
+    seq_len: int
+    num_puzzle_ids: int = 1
+    loss: str = "stablemax"
+
+    def splits(self) -> dict[str, Split]:
+        """The `train` and `test` splits, built (and cached) on first use."""
+        raise NotImplementedError
+
+    def read_file(self, path: str | Path) -> Split:
+        """Examples from a user's file (for `latentreason eval data=FILE`)."""
+        raise NotImplementedError
+
+    def parse_input(self, text: str) -> torch.Tensor:
+        """One puzzle from the command line (for `latentreason solve`)."""
+        raise NotImplementedError
+
+    def render(self, tokens: torch.Tensor) -> str:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+
+def to_split(arrays: dict[str, np.ndarray]) -> Split:
+    split = {"inputs": torch.from_numpy(arrays["inputs"].astype(np.int64)), "labels": torch.from_numpy(arrays["labels"].astype(np.int64))}
+    ids = arrays.get("puzzle_ids")
+    split["puzzle_ids"] = torch.from_numpy(ids.astype(np.int64)) if ids is not None else torch.zeros(len(split["inputs"]), dtype=torch.long)
+    if len(split["inputs"]) == 0:
+        raise ValueError("The dataset is empty: it holds no examples. Check the file or the task's size settings.")
+    return split
+
+
+def cached(cache_dir: str | Path, key: dict, build: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Build a dataset once and keep it as an .npz named by a hash of everything it depends on."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    path = Path(cache_dir).expanduser() / f"{key.get('task', 'data')}-{digest}.npz"
+    if path.exists():
+        with np.load(path) as data:
+            return dict(data)
+    arrays = build()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(path)  # atomic: an interrupted build never leaves a half-written cache
+    return arrays
+
+
+def file_fingerprint(path: str | Path | None) -> list | None:
+    if path is None:
+        return None
+    p = Path(path).expanduser().resolve()
+    if not p.exists():
+        raise FileNotFoundError(f"Dataset file {p} does not exist. Pass an existing file, e.g. task.train_file=/path/to/train.csv")
+    stat = p.stat()
+    return [str(p), stat.st_size, stat.st_mtime_ns]

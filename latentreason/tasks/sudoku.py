@@ -1,0 +1,92 @@
+"""The Sudoku task: HRM's encoding, generated puzzles by default, Sudoku-Extreme CSV or text files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from latentreason.console import progress
+from latentreason.registry import register
+from latentreason.tasks import sudoku_data as sd
+from latentreason.tasks.base import Split, Task, cached, file_fingerprint, to_split
+
+
+@register("task", "sudoku")
+class Sudoku(Task):
+    """Sudoku: fill the grid; 9x9 (box=3) as in the papers, 4x4 (box=2) for quick runs."""
+
+    def __init__(
+        self,
+        box: int = 3,
+        train_puzzles: int = 1000,
+        augmentations: int = 1000,
+        test_puzzles: int = 1000,
+        min_givens: int = 17,
+        max_givens: int = 81,
+        train_file: str | None = None,
+        test_file: str | None = None,
+        seed: int = 0,
+        cache_dir: str = "~/.cache/latentreason",
+        loss: str = "stablemax",
+    ):
+        self.box, self.n = box, sd.grid_size(box)
+        if not 0 <= min_givens <= max_givens <= self.n * self.n:
+            raise ValueError(f"task.min_givens/max_givens must satisfy 0 <= min <= max <= {self.n * self.n}, got {min_givens}, {max_givens}")
+        self.vocab_size, self.seq_len = sd.vocab_size(box), self.n * self.n
+        self.train_puzzles, self.augmentations, self.test_puzzles = train_puzzles, augmentations, test_puzzles
+        self.min_givens, self.max_givens = min_givens, max_givens
+        self.train_file, self.test_file = train_file, test_file
+        self.seed, self.cache_dir, self.loss = seed, cache_dir, loss
+        self._splits: dict[str, Split] | None = None
+
+    def describe(self) -> str:
+        source = self.train_file or f"{self.train_puzzles} generated puzzles ({self.min_givens}-{self.max_givens} givens)"
+        return f"{self.n}x{self.n} Sudoku, {source} x {1 + self.augmentations} augmentations"
+
+    # -- data -------------------------------------------------------------------------------
+
+    def _generate(self, count: int, augmentations: int, seed: int, what: str) -> dict[str, np.ndarray]:
+        with progress(f"Generating {count} {what} puzzles", count) as advance:
+            return sd.build_dataset(count, augmentations, seed, self.box, self.min_givens, self.max_givens, progress=advance)
+
+    def _from_file(self, path: str, augmentations: int, seed: int) -> dict[str, np.ndarray]:
+        puzzles, solutions, ratings = sd.load_sudoku_file(path, self.box)
+        return sd.from_puzzles(puzzles, solutions, augmentations, seed, self.box, ratings)
+
+    def splits(self) -> dict[str, Split]:
+        if self._splits is None:
+            key = {"task": "sudoku", "box": self.box, "givens": [self.min_givens, self.max_givens], "seed": self.seed, "version": 1}
+            train_key = {**key, "split": "train", "n": self.train_puzzles, "aug": self.augmentations, "file": file_fingerprint(self.train_file)}
+            test_key = {**key, "split": "test", "n": self.test_puzzles, "file": file_fingerprint(self.test_file)}
+            if self.train_file:
+                train = cached(self.cache_dir, train_key, lambda: self._from_file(self.train_file, self.augmentations, self.seed))
+            else:
+                train = cached(self.cache_dir, train_key, lambda: self._generate(self.train_puzzles, self.augmentations, self.seed, "training"))
+            if self.test_file:
+                test = cached(self.cache_dir, test_key, lambda: self._from_file(self.test_file, 0, self.seed))
+            else:  # a different seed, so held-out puzzles are (with overwhelming probability) unseen
+                test = cached(self.cache_dir, test_key, lambda: self._generate(self.test_puzzles, 0, self.seed + 1_000_003, "held-out"))
+            self._splits = {"train": to_split(train), "test": to_split(test)}
+        return self._splits
+
+    def read_file(self, path: str | Path) -> Split:
+        puzzles, solutions, _ = sd.load_sudoku_file(path, self.box)
+        return to_split({"inputs": sd.encode(puzzles), "labels": sd.encode(solutions)})
+
+    def parse_input(self, text: str) -> torch.Tensor:
+        text = text.strip()
+        table = sd._char_table(self.box)
+        grid = sd._parse_grid(text, self.box, table, "puzzle", "the command line")
+        return torch.from_numpy(sd.encode(grid).astype(np.int64))
+
+    def render(self, tokens: torch.Tensor) -> str:
+        grid = sd.decode(np.asarray(tokens.cpu(), dtype=np.int64).clip(0, 255).astype(np.uint8))
+        rows = []
+        for r in range(self.n):
+            if r and r % self.box == 0:
+                rows.append("+".join(["-" * (2 * self.box + 1)] * self.box))
+            cells = [sd.DIGIT_CHARS[v - 1] if v > 0 else "." for v in grid[r * self.n : (r + 1) * self.n]]
+            rows.append("|".join(" " + " ".join(cells[c : c + self.box]) + " " for c in range(0, self.n, self.box)))
+        return "\n".join(rows)
