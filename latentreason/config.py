@@ -1,0 +1,94 @@
+"""Compose a run's config with Hydra: the primary config, the component cards, a recipe, a preset.
+
+`registry/` holds the primary config and one card per component, grouped by kind; `recipes/` holds
+recipes, which Hydra sees as the `recipe` group. A recipe may declare presets (named lists of
+overrides, e.g. a small `cpu` one); `preset=auto` picks `cpu` on a machine without a GPU. The
+order of precedence is: card < recipe < preset < command line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
+from hydra.errors import ConfigCompositionException, MissingConfigException
+from omegaconf import DictConfig, OmegaConf
+
+from latentreason.registry import ConfigError, close_matches
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def config_dir(name: str) -> Path:
+    """`registry` or `recipes`: inside the installed package, or at the top of a checkout."""
+    packaged = PACKAGE_DIR / f"_{name}"
+    return packaged if packaged.is_dir() else PACKAGE_DIR.parent / name
+
+
+def recipe_files() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(config_dir("recipes").glob("*.yaml"))}
+
+
+_stored = False
+
+
+def _store_recipes() -> None:
+    """Make every recipe file an option of the Hydra group `recipe` (global package)."""
+    global _stored
+    if _stored:
+        return
+    store = ConfigStore.instance()
+    for name, path in recipe_files().items():
+        store.store(group="recipe", name=name, node=OmegaConf.load(path), package="_global_")
+    _stored = True
+
+
+def _compose(overrides: list[str]) -> DictConfig:
+    _store_recipes()
+    try:
+        with initialize_config_dir(config_dir=str(config_dir("registry")), version_base=None):
+            return compose(config_name="config", overrides=overrides)
+    except (ConfigCompositionException, MissingConfigException) as error:
+        raise ConfigError(_explain(error, overrides)) from None
+
+
+def _explain(error: Exception, overrides: list[str]) -> str:
+    """Turn Hydra's composition errors into one line that names the bad value and its close matches."""
+    cause = error if str(error).strip() else (error.__cause__ or error)
+    message = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+    for override in overrides:
+        key, _, value = override.lstrip("+~").partition("=")
+        options = group_options(key)
+        if options is not None and value not in options:
+            return f"Unknown {key} {value!r}. Available: {', '.join(options)}.{close_matches(value, options)}"
+        if "Could not override" in message and f"'{key}'" in message:
+            return f"Unknown config key {key!r}: {message} Use +{key}=... only to add a new key on purpose."
+    return message
+
+
+def group_options(group: str) -> list[str] | None:
+    if group == "recipe":
+        return list(recipe_files())
+    folder = config_dir("registry") / group
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else None
+
+
+def resolve_preset(requested: str, presets: dict) -> str:
+    if requested == "auto":
+        return "cpu" if not torch.cuda.is_available() and "cpu" in presets else "paper"
+    if requested != "paper" and requested not in presets:
+        raise ConfigError(f"Unknown preset {requested!r}; this recipe has: paper, {', '.join(presets)}.{close_matches(requested, presets)}")
+    return requested
+
+
+def load_config(overrides: list[str]) -> DictConfig:
+    """The full config for `latentreason run <overrides>`, with the recipe's preset applied."""
+    first = _compose(overrides)
+    presets = OmegaConf.to_container(first.get("presets") or {}, resolve=False)
+    preset = resolve_preset(str(first.preset), presets)
+    config = _compose(list(presets.get(preset, [])) + overrides) if presets.get(preset) else first
+    with_preset = OmegaConf.to_container(config, resolve=False)
+    with_preset["preset"] = preset
+    return OmegaConf.create(with_preset)

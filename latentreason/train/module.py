@@ -1,0 +1,190 @@
+"""The LightningModule every recipe trains with: deep supervision over a persistent carry.
+
+Optimization is manual because one training step is one segment of the carry, followed by an
+AdamATan2/AdamW step on the dense weights and a SignSGD step on the per-puzzle embeddings.
+The examples live on the device as tensors; the data loader only counts steps, and the batch of
+step s is a pure function of (seed, s), so a resumed run sees exactly the data it would have seen.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from omegaconf import OmegaConf
+
+from latentreason.model import build_model
+from latentreason.tasks.base import Split
+from latentreason.train.deep_supervision import Carry, per_row_results, run_to_halt, train_segment
+from latentreason.train.metrics import ReasoningMetrics
+from latentreason.train.optim import build_optimizer, make_scheduler
+
+
+class ExampleStream:
+    """An endless, reproducible sequence of batches: epoch-wise shuffles of the training split.
+
+    Batch `step` holds global examples [step*B, (step+1)*B); a rank takes its contiguous slice.
+    """
+
+    def __init__(self, data: Split, global_batch: int, seed: int, rank: int = 0, world_size: int = 1):
+        if global_batch % world_size:
+            raise ValueError(f"trainer.global_batch_size {global_batch} must be divisible by the number of processes {world_size}")
+        self.data, self.global_batch, self.seed = data, global_batch, seed
+        self.rank, self.local_batch = rank, global_batch // world_size
+        self.size = len(data["inputs"])
+        self._epoch, self._order = -1, None
+
+    def order(self, epoch: int) -> torch.Tensor:
+        if epoch != self._epoch:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._epoch, self._order = epoch, torch.randperm(self.size, generator=generator)
+        return self._order
+
+    def indices(self, step: int) -> torch.Tensor:
+        first = step * self.global_batch + self.rank * self.local_batch
+        positions = torch.arange(first, first + self.local_batch)
+        epochs = positions // self.size
+        out = torch.empty_like(positions)
+        for epoch in epochs.unique().tolist():  # a batch spans at most two epochs
+            chosen = epochs == epoch
+            out[chosen] = self.order(epoch)[positions[chosen] % self.size]
+        return out
+
+    def batch(self, step: int, device) -> dict[str, torch.Tensor]:
+        idx = self.indices(step).to(self.data["inputs"].device)
+        return {k: v.index_select(0, idx).to(device, non_blocking=True) for k, v in self.data.items()}
+
+
+class StepCounter(torch.utils.data.IterableDataset):
+    """Yields nothing but a count: Lightning needs a loader, our data is indexed by global step."""
+
+    def __init__(self, steps: int):
+        self.steps = steps
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self):
+        return iter(range(self.steps))
+
+
+class LatentReasoningModule(L.LightningModule):
+    def __init__(self, config: dict[str, Any], vocab_size: int, seq_len: int, num_puzzle_ids: int, loss: str):
+        super().__init__()
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        self.config = OmegaConf.create(config)
+        self.model = build_model(self.config, vocab_size, seq_len, num_puzzle_ids, compile=bool(self.config.trainer.compile))
+        self.loss_kind = loss
+        self.train_metrics, self.eval_metrics = ReasoningMetrics(), ReasoningMetrics()
+        # Plain attributes, not buffers: DDP would overwrite each rank's carry with rank 0's.
+        self.carry: Carry | None = None
+        self.splits: dict[str, Split] | None = None
+        self.stream: ExampleStream | None = None
+        self.eval_limit: int | None = None
+
+    # -- data ----------------------------------------------------------------------------------
+
+    def attach_data(self, splits: dict[str, Split]) -> None:
+        self.splits = splits
+
+    def setup(self, stage: str) -> None:
+        trainer = self.trainer
+        seed = int(self.config.seed)
+        self.stream = ExampleStream(self.splits["train"], int(self.config.trainer.global_batch_size), seed, trainer.global_rank, trainer.world_size)
+
+    def train_dataloader(self):
+        return torch.utils.data.DataLoader(StepCounter(int(self.config.trainer.max_steps)), batch_size=None)
+
+    def _eval_loader(self, limit: int | None):
+        test = self.splits["test"]
+        count = len(test["inputs"]) if not limit else min(limit, len(test["inputs"]))
+        dataset = torch.utils.data.TensorDataset(*(test[k][:count] for k in ("inputs", "labels", "puzzle_ids")))
+        return torch.utils.data.DataLoader(dataset, batch_size=int(self.config.trainer.eval_batch_size))
+
+    def val_dataloader(self):
+        return self._eval_loader(int(self.config.trainer.eval_size))
+
+    def test_dataloader(self):
+        return self._eval_loader(None)
+
+    # -- optimisation ----------------------------------------------------------------------------
+
+    def configure_optimizers(self):
+        o = self.config.optim
+        optimizer = build_optimizer(o.name, [p for p in self.model.parameters() if p.requires_grad], lr=o.lr, weight_decay=o.weight_decay, betas=tuple(o.betas))
+        scheduler = make_scheduler(optimizer, warmup_steps=o.warmup_steps, total_steps=int(self.config.trainer.max_steps), min_ratio=o.min_lr_ratio)
+        return [optimizer], [scheduler]
+
+    def training_step(self, _step_number, batch_idx):
+        optimizer, scheduler = self.optimizers(), self.lr_schedulers()
+        batch = self.stream.batch(self.global_step, self.device)
+        if self.carry is None:
+            self.carry = Carry.start(self.model, batch)
+        self.carry, loss, terms, results = train_segment(self.model, self.carry, batch, self.loss_kind)
+        if not torch.isfinite(loss):
+            bad = [k for k, v in terms.items() if not torch.isfinite(v)]
+            raise FloatingPointError(f"Loss became {loss.item()} at step {self.global_step} (term(s): {', '.join(bad)}); the last checkpoint is kept. Lower optim.lr or check the data.")
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss / self.stream.local_batch)
+        optimizer.step()
+        scheduler.step()
+        if self.model.puzzle is not None:
+            lr_scale = scheduler.get_last_lr()[0] / self.config.optim.lr if self.config.optim.lr else 1.0
+            self.model.puzzle.sign_sgd_step(self.config.optim.puzzle_emb_lr * lr_scale, self.config.optim.puzzle_emb_weight_decay)
+
+        self.train_metrics.update(results, rows=results["halted"])
+        batch_size = self.stream.local_batch
+        self.log_dict({f"train/{k}": v.detach() / batch_size for k, v in terms.items()}, prog_bar=False, batch_size=batch_size)
+        self.log("train/loss", loss.detach() / batch_size, prog_bar=True, batch_size=batch_size)
+        self.log("lr", scheduler.get_last_lr()[0], prog_bar=False, batch_size=batch_size)
+        if (self.global_step % int(self.config.trainer.log_every) == 0) or self.global_step == int(self.config.trainer.max_steps):
+            computed = self.train_metrics.compute()
+            self.train_metrics.reset()
+            if computed["count"] > 0:
+                self.log_dict({f"train/{k}": v.float() for k, v in computed.items() if k != "count"}, prog_bar=False, batch_size=batch_size)
+                self.log("train/exact", computed["exact_accuracy"].float(), prog_bar=True, batch_size=batch_size)
+
+    # -- evaluation ------------------------------------------------------------------------------
+
+    def _evaluate(self, batch, prefix: str):
+        inputs, labels, puzzle_ids = batch
+        logits, steps, halt_logits = run_to_halt(self.model, inputs, puzzle_ids)
+        results = per_row_results(logits, labels)
+        results.update(steps=steps, **halt_logits)
+        self.eval_metrics.update(results)
+
+    def validation_step(self, batch, batch_idx):
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._evaluate(batch, "test")
+
+    def _log_eval(self, prefix: str) -> None:
+        computed = self.eval_metrics.compute()
+        self.eval_metrics.reset()
+        self.log_dict({f"{prefix}/{k}": v.float() for k, v in computed.items()}, prog_bar=False, sync_dist=False)
+        self.log(f"{prefix}/exact", computed["exact_accuracy"].float(), prog_bar=prefix == "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_eval("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_eval("test")
+
+    # -- checkpoints -----------------------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.carry is not None:
+            checkpoint["carry"] = {"world_size": self.trainer.world_size, "rank": self.trainer.global_rank, **self.carry.state_dict()}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        saved = checkpoint.get("carry")
+        if saved is not None and saved.get("world_size", 1) == getattr(self.trainer, "world_size", 1):
+            self.carry = Carry.from_state_dict(saved, "cpu")
+
+    def on_train_start(self) -> None:
+        if self.carry is not None:
+            self.carry = Carry.from_state_dict(self.carry.state_dict(), self.device)
+

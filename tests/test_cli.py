@@ -1,0 +1,118 @@
+"""The command line, end to end, through the installed console script."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from latentreason.tasks import sudoku_data as sd
+
+TINY_RUN = [
+    "recipe=hrm_sudoku", "preset=cpu", "core.hidden_size=32", "core.num_heads=2", "core.mlp_multiple=16",
+    "halt.max_steps=2", "task.train_puzzles=20", "task.augmentations=2", "task.test_puzzles=10",
+    "trainer.global_batch_size=8", "trainer.max_steps=6", "trainer.eval_every=3", "trainer.eval_size=8",
+    "trainer.checkpoint_every=3", "trainer.log_every=1", "trainer.progress=false",
+]
+
+
+def latentreason(*args, cwd=None, env_extra=None):
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "latentreason.cli", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("run")
+    result = latentreason(*TINY_RUN, f"output_dir={root}", "run_name=tiny", env_extra={"LATENTREASON_CACHE": str(root / "cache")})
+    assert result.returncode == 0, result.stdout + result.stderr
+    return root, result
+
+
+def test_run_trains_evaluates_and_saves(trained):
+    root, result = trained
+    out = " ".join(result.stdout.split())
+    assert "No GPU" not in out  # preset given explicitly: no auto-selection message
+    assert "token accuracy" in out and "exact accuracy" in out
+    assert (root / "tiny" / "final.ckpt").is_file()
+    assert (root / "tiny" / "checkpoints" / "last.ckpt").is_file()
+    assert (root / "tiny" / "metrics.csv").is_file()
+
+
+def _write_csv(path, puzzles, solutions, bad_line: int | None = None):
+    lines = ["source,q,a,rating"]
+    for p, s in zip(puzzles, solutions):
+        lines.append(f"gen,{sd.grid_to_string(p)},{sd.grid_to_string(s)},0")
+    if bad_line is not None:
+        lines[bad_line - 1] = lines[bad_line - 1][:-5] + "x,0"  # corrupt the solution column
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_eval_on_a_sudoku_extreme_csv(trained, tmp_path):
+    root, _ = trained
+    rng = np.random.default_rng(5)
+    puzzles, solutions = zip(*(sd.generate_puzzle(rng, 3, 45, 55)[:2] for _ in range(6)))
+    csv = tmp_path / "test.csv"
+    _write_csv(csv, puzzles, solutions)
+    result = latentreason("eval", f"ckpt={root / 'tiny' / 'final.ckpt'}", f"data={csv}")
+    assert result.returncode == 0, result.stderr
+    assert "6 examples" in result.stdout and "token accuracy" in result.stdout and "exact accuracy" in result.stdout
+
+
+def test_eval_malformed_line_names_file_and_line(trained, tmp_path):
+    root, _ = trained
+    rng = np.random.default_rng(6)
+    puzzles, solutions = zip(*(sd.generate_puzzle(rng, 3, 45, 55)[:2] for _ in range(4)))
+    csv = tmp_path / "broken.csv"
+    _write_csv(csv, puzzles, solutions, bad_line=3)
+    result = latentreason("eval", f"ckpt={root / 'tiny' / 'final.ckpt'}", f"data={csv}")
+    text = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode == 2
+    assert "broken.csv:3" in text and "Traceback" not in text
+
+
+def test_solve_prints_the_grid(trained):
+    root, _ = trained
+    rng = np.random.default_rng(7)
+    puzzle, _, _ = sd.generate_puzzle(rng, 3, 45, 55)
+    result = latentreason("solve", f"ckpt={root / 'tiny' / 'final.ckpt'}", sd.grid_to_string(puzzle))
+    assert result.returncode == 0, result.stderr
+    assert "after 2 segments" in result.stdout and result.stdout.count("|") >= 18
+
+
+def test_resume_from_last_checkpoint_continues(trained, tmp_path):
+    root, _ = trained
+    last = root / "tiny" / "checkpoints" / "last.ckpt"
+    result = latentreason(*TINY_RUN, "trainer.max_steps=9", f"resume={last}", f"output_dir={tmp_path}", "run_name=resumed", env_extra={"LATENTREASON_CACHE": str(root / "cache")})
+    assert result.returncode == 0, result.stdout + result.stderr
+    import csv
+
+    steps = [int(r["step"]) for r in csv.DictReader(open(tmp_path / "resumed" / "metrics.csv")) if r.get("train/loss")]
+    assert min(steps) >= 6 and max(steps) == 8  # continued after step 6, not from zero
+
+
+def test_list_shows_components_and_recipes():
+    result = latentreason("list")
+    assert result.returncode == 0
+    for name in ("hrm", "one_step", "q_act", "sudoku", "hrm_sudoku"):
+        assert name in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["run", "recipe=hrm_sudok"], "Did you mean 'hrm_sudoku'"),
+        (["run", "recipe=hrm_sudoku", "core=hrn"], "Unknown core 'hrn'"),
+        (["run", "recipe=hrm_sudoku", "preset=gpu"], "Unknown preset 'gpu'"),
+        (["eval", "ckpt=/nonexistent.ckpt"], "does not exist"),
+        (["list", "cores"], "Did you mean 'core'"),
+        (["frobnicate"], "Unknown command"),
+    ],
+)
+def test_bad_input_gets_a_clear_message(args, expected):
+    result = latentreason(*args)
+    text = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode == 2 and expected in text and "Traceback" not in text
