@@ -3,9 +3,10 @@
 Post-norm (`x = norm(x + f(x))`), RMSNorm without a learned scale, rotary positions, fused QKV,
 SwiGLU, no biases, non-causal attention through `scaled_dot_product_attention` (runs on CPU,
 picks flash kernels on GPU). Written here rather than taken from x-transformers because its
-Encoder cannot express this block exactly: its GLU input projection keeps a bias, q/k/v are three
-projections instead of one fused one, and the parameter count of HRM (27,275,266) then differs.
-See docs/blocks.md and benchmarks/block_speed.py for the measured comparison.
+Encoder cannot express this block exactly: its GLU input projection keeps a bias (so HRM's
+27,275,266 parameters become 27,299,842), it pairs rotary dims differently (so weights do not port
+as they are), and its forward+backward measured 1.09x (paper shape) to 1.26x (CPU preset) slower.
+See docs/blocks.md and benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
