@@ -38,11 +38,20 @@ def cmd_run(args: list[str]) -> None:
     from latentreason.config import load_config
     from latentreason.train.run import run
 
+    dry_run = "--dry-run" in args
+    args = [a for a in args if a != "--dry-run"]
     config = load_config(args)
     recipe = next((a.split("=", 1)[1] for a in args if a.startswith("recipe=")), None)
     if config.preset == "cpu" and not any(a.startswith("preset=") for a in args):
         console.print(f"[yellow]No GPU found: using the small CPU preset of {recipe or 'this recipe'} (preset=paper for the paper configuration).[/]")
-    if "--dry-run" in sys.argv or any(a == "dry_run=true" for a in args):
+    if dry_run:
+        from omegaconf import OmegaConf
+
+        from latentreason.train.run import build_task, make_module
+
+        model = make_module(config, build_task(config)).model
+        console.print(OmegaConf.to_yaml(config))
+        console.print(f"{recipe or 'run'} ({config.preset} preset): {sum(p.numel() for p in model.parameters() if p.requires_grad):,} trainable parameters")
         return
     run(config, recipe)
 
@@ -164,7 +173,6 @@ def main(argv: list[str] | None = None) -> int:
 
         console.print(f"[red]Unknown command {command!r}.{close_matches(command, COMMANDS)}[/]\n{USAGE}")
         return 2
-    args = [a for a in args if a != "--dry-run"]
     try:
         COMMANDS[command](args)
     except (ConfigError, DatasetFormatError, FileNotFoundError, FloatingPointError) as error:

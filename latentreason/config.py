@@ -64,8 +64,21 @@ def _explain(error: Exception, overrides: list[str]) -> str:
         if options is not None and value not in options:
             return f"Unknown {key} {value!r}. Available: {', '.join(options)}.{close_matches(value, options)}"
         if "Could not override" in message and f"'{key}'" in message:
-            return f"Unknown config key {key!r}: {message} Use +{key}=... only to add a new key on purpose."
+            parent, _, leaf = key.rpartition(".")
+            siblings = _keys_at(parent, [o for o in overrides if o != override])
+            hint = close_matches(leaf, siblings) if siblings else ""
+            return f"Unknown config key {key!r}.{hint} Use +{key}=... only to add a new key on purpose."
     return message
+
+
+def _keys_at(path: str, overrides: list[str]) -> list[str]:
+    """The keys of the config node at `path` (for suggesting a misspelt key), or [] if unknown."""
+    try:
+        with initialize_config_dir(config_dir=str(config_dir("registry")), version_base=None):
+            node = OmegaConf.select(compose(config_name="config", overrides=overrides), path) if path else None
+    except Exception:  # noqa: BLE001 - only a hint: any failure means no suggestion
+        return []
+    return list(node.keys()) if isinstance(node, DictConfig) else []
 
 
 def group_options(group: str) -> list[str] | None:

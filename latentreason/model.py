@@ -62,6 +62,7 @@ class ReasoningModel(nn.Module):
         seq_len: int,
         num_puzzle_ids: int = 1,
         puzzle_emb_len: int = 0,
+        position_groups: torch.Tensor | None = None,
     ):
         super().__init__()
         self.core, self.estimator, self.policy = core, estimator, policy
@@ -74,6 +75,11 @@ class ReasoningModel(nn.Module):
         self.positions = None
         if core.positions == "learned":
             self.positions = nn.Parameter(truncated_normal_(torch.empty(puzzle_emb_len + seq_len, hidden), std=1 / self.embed_scale))
+        self.groups = None
+        if position_groups is not None:  # (seq_len, G) ids, e.g. the row, column and box of a cell
+            self.register_buffer("position_groups", position_groups.long(), persistent=False)
+            self.groups = nn.Embedding(int(position_groups.max()) + 1, hidden)
+            truncated_normal_(self.groups.weight, std=1 / self.embed_scale)
         self.lm_head = Linear(hidden, vocab_size)
 
     @property
@@ -83,6 +89,8 @@ class ReasoningModel(nn.Module):
 
     def embed(self, inputs: torch.Tensor, puzzle_ids: torch.Tensor | None = None) -> torch.Tensor:
         x = self.embed_tokens(inputs.long())
+        if self.groups is not None:  # sum of the cell's group embeddings, kept at unit scale
+            x = (x + self.groups(self.position_groups).sum(1)) / math.sqrt(1 + self.position_groups.shape[1])
         if self.puzzle is not None:
             if puzzle_ids is None:
                 puzzle_ids = torch.zeros(inputs.shape[0], dtype=torch.long, device=inputs.device)
@@ -104,10 +112,18 @@ class ReasoningModel(nn.Module):
         return logits, self.policy.logits(hidden)
 
 
-def build_model(config: Mapping[str, Any], vocab_size: int, seq_len: int, num_puzzle_ids: int = 1, compile: bool = False) -> ReasoningModel:
-    """Compose core + estimator + policy from their config cards (`config.core`, `.grad`, `.halt`)."""
-    puzzle_emb_len = int(config.get("model", {}).get("puzzle_emb_len", 0))
+def build_model(
+    config: Mapping[str, Any], vocab_size: int, seq_len: int, num_puzzle_ids: int = 1, compile: bool = False, position_groups: torch.Tensor | None = None
+) -> ReasoningModel:
+    """Compose core + estimator + policy from their config cards (`config.core`, `.grad`, `.halt`).
+
+    `position_groups` (from the task) is used only when `model.grid_positions` is on.
+    """
+    model_config = config.get("model", {})
+    puzzle_emb_len = int(model_config.get("puzzle_emb_len", 0))
+    if not model_config.get("grid_positions", False):
+        position_groups = None
     core = registry.build("core", config["core"], seq_len=puzzle_emb_len + seq_len, compile=compile)
     estimator = registry.build("grad", config["grad"])
     policy = registry.build("halt", config["halt"], hidden_size=core.hidden_size)
-    return ReasoningModel(core, estimator, policy, vocab_size, seq_len, num_puzzle_ids, puzzle_emb_len)
+    return ReasoningModel(core, estimator, policy, vocab_size, seq_len, num_puzzle_ids, puzzle_emb_len, position_groups)

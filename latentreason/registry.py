@@ -96,9 +96,32 @@ def check_arguments(factory: Callable, params: Mapping[str, Any], what: str, pro
     for n, p in accepted.items():
         if p.default is p.empty and n not in params and n not in provided:
             problems.append(f"missing required key {n!r}")
+        elif n in params and not _fits(params[n], p.annotation):
+            problems.append(f"{n}={params[n]!r} should be {_annotation_text(p.annotation)}")
     if problems:
         keys = ", ".join(n for n in accepted if n not in provided)
         raise ConfigError(f"{what}: " + "; ".join(problems) + f" (its keys are: {keys})")
+
+
+_SIMPLE_TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+
+
+def _annotation_text(annotation) -> str:
+    return annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+
+
+def _fits(value: Any, annotation) -> bool:
+    """Check a config value against a simple annotation (int, float, bool, str, optionally `| None`)."""
+    text = _annotation_text(annotation).replace(" ", "")
+    options = text.split("|")
+    if value is None:
+        return "None" in options or text == "_empty"
+    allowed = [t for o in options for t in _SIMPLE_TYPES.get(o, ())]
+    if not allowed or not all(o in _SIMPLE_TYPES or o == "None" for o in options):
+        return True  # not a simple annotation: let the component check it
+    if isinstance(value, bool) and bool not in allowed:
+        return False
+    return isinstance(value, tuple(allowed))
 
 
 def build(kind: str, config: Mapping[str, Any], **context: Any) -> Any:

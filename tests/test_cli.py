@@ -94,6 +94,12 @@ def test_resume_from_last_checkpoint_continues(trained, tmp_path):
     assert min(steps) >= 6 and max(steps) == 8  # continued after step 6, not from zero
 
 
+def test_dry_run_prints_the_paper_parameter_count():
+    result = latentreason("run", "recipe=hrm_sudoku", "preset=paper", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "27,275,266 trainable parameters" in result.stdout
+
+
 def test_list_shows_components_and_recipes():
     result = latentreason("list")
     assert result.returncode == 0
@@ -110,6 +116,9 @@ def test_list_shows_components_and_recipes():
         (["eval", "ckpt=/nonexistent.ckpt"], "does not exist"),
         (["list", "cores"], "Did you mean 'core'"),
         (["frobnicate"], "Unknown command"),
+        (["run", "recipe=hrm_sudoku", "core.hiden_size=8"], "Did you mean 'hidden_size'"),
+        (["run", "recipe=hrm_sudoku", "core.hidden_size=abc", "--dry-run"], "hidden_size='abc' should be int"),
+        (["run", "recipe=hrm_sudoku", "halt.exploration_prob=true", "--dry-run"], "should be float"),
     ],
 )
 def test_bad_input_gets_a_clear_message(args, expected):

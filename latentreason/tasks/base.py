@@ -37,6 +37,10 @@ class Task:
     def render(self, tokens: torch.Tensor) -> str:
         raise NotImplementedError
 
+    def position_groups(self) -> torch.Tensor | None:
+        """Optional (seq_len, G) ids of the groups each position belongs to (for `model.grid_positions`)."""
+        return None
+
     def describe(self) -> str:
         return type(self).__name__
 

@@ -81,6 +81,13 @@ class Sudoku(Task):
         grid = sd._parse_grid(text, self.box, table, "puzzle", "the command line")
         return torch.from_numpy(sd.encode(grid).astype(np.int64))
 
+    def position_groups(self) -> torch.Tensor:
+        """Row, column and box of every cell, as ids 0..3n-1."""
+        cell = torch.arange(self.n * self.n)
+        row, col = cell // self.n, cell % self.n
+        box = (row // self.box) * self.box + col // self.box
+        return torch.stack((row, self.n + col, 2 * self.n + box), dim=1)
+
     def render(self, tokens: torch.Tensor) -> str:
         grid = sd.decode(np.asarray(tokens.cpu(), dtype=np.int64).clip(0, 255).astype(np.uint8))
         rows = []

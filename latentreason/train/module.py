@@ -70,12 +70,13 @@ class StepCounter(torch.utils.data.IterableDataset):
 
 
 class LatentReasoningModule(L.LightningModule):
-    def __init__(self, config: dict[str, Any], vocab_size: int, seq_len: int, num_puzzle_ids: int, loss: str):
+    def __init__(self, config: dict[str, Any], vocab_size: int, seq_len: int, num_puzzle_ids: int, loss: str, position_groups: list | None = None):
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.config = OmegaConf.create(config)
-        self.model = build_model(self.config, vocab_size, seq_len, num_puzzle_ids, compile=bool(self.config.trainer.compile))
+        groups = torch.tensor(position_groups) if position_groups is not None else None
+        self.model = build_model(self.config, vocab_size, seq_len, num_puzzle_ids, bool(self.config.trainer.compile), groups)
         self.loss_kind = loss
         self.train_metrics, self.eval_metrics = ReasoningMetrics(), ReasoningMetrics()
         # Plain attributes, not buffers: DDP would overwrite each rank's carry with rank 0's.

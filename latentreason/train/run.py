@@ -50,8 +50,10 @@ def build_task(config: DictConfig) -> Task:
 
 
 def make_module(config: DictConfig, task: Task) -> LatentReasoningModule:
+    groups = task.position_groups()
     return LatentReasoningModule(
-        OmegaConf.to_container(config, resolve=True), task.vocab_size, task.seq_len, task.num_puzzle_ids, task.loss
+        OmegaConf.to_container(config, resolve=True), task.vocab_size, task.seq_len, task.num_puzzle_ids, task.loss,
+        groups.tolist() if groups is not None else None,
     )
 
 
