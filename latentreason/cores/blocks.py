@@ -146,3 +146,34 @@ def initial_state_vector(hidden_size: int) -> torch.Tensor:
 def param_count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
+
+
+class TokenMLPBlock(nn.Module):
+    """TRM's `mlp_t` block: a SwiGLU across positions in place of attention, then the usual SwiGLU.
+
+    For fixed-size inputs (Sudoku, mazes) the token mixer is an MLP over the sequence axis: the
+    input is transposed to (batch, hidden, positions) and a SwiGLU of width
+    `swiglu_width(seq_len, expansion, mlp_multiple)` maps each hidden channel's row of positions.
+    As in SamsungSAILMontreal/TinyRecursiveModels, the residual and the RMSNorm of this sublayer
+    are taken while transposed, so that norm runs over positions, not over hidden. No rotary:
+    the mixer's weights are tied to positions. Post-norm and bias-free like `Block`.
+    """
+
+    def __init__(self, hidden_size: int, seq_len: int, expansion: float, mlp_multiple: int = 256, norm_eps: float = 1e-5):
+        super().__init__()
+        self.token_mlp = SwiGLU(seq_len, expansion, mlp_multiple)
+        self.mlp = SwiGLU(hidden_size, expansion, mlp_multiple)
+        self.norm_eps = norm_eps
+
+    def forward(self, x: torch.Tensor, rotary: Rotary | None = None) -> torch.Tensor:
+        t = x.transpose(1, 2)
+        x = rms_norm(t + self.token_mlp(t), self.norm_eps).transpose(1, 2)
+        return rms_norm(x + self.mlp(x), self.norm_eps)
+
+
+class TokenMLPStack(Stack):
+    """A `Stack` of `TokenMLPBlock`s: adds the injected input to the state, then runs the blocks."""
+
+    def __init__(self, num_layers: int, hidden_size: int, seq_len: int, expansion: float, mlp_multiple: int = 256):
+        nn.Module.__init__(self)
+        self.blocks = nn.ModuleList(TokenMLPBlock(hidden_size, seq_len, expansion, mlp_multiple) for _ in range(num_layers))
