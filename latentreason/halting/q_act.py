@@ -4,7 +4,9 @@ A Q head on the H state at position 0 predicts two values, halt and continue. In
 stops when q_halt > q_continue (after a random minimum number of steps with probability
 `exploration_prob`) or at `max_steps`; q_halt learns whether the prediction is exactly right, and
 q_continue learns a bootstrapped target from one extra no-grad segment. At evaluation every row
-runs `max_steps` segments, as in the reference.
+runs `max_steps` segments, as in the reference, unless `eval_halt` picks one of the threshold rules
+of Ge et al. (2025): stop when sigmoid(q_halt) > `eval_threshold` ("q_halt"), or when
+sigmoid(q_halt - q_continue) > `eval_threshold` ("q_halt_minus_continue").
 """
 
 from __future__ import annotations
@@ -19,6 +21,26 @@ from latentreason.cores.blocks import Linear
 from latentreason.halting.base import HaltingPolicy, HaltLogits
 from latentreason.registry import register
 
+EVAL_HALT_RULES = ("max_steps", "q_halt", "q_halt_minus_continue")
+
+
+def check_eval_halt(eval_halt: str, eval_threshold: float, allowed: tuple[str, ...], policy: str) -> None:
+    """Reject an unknown inference-time halting rule or a threshold outside [0, 1], with the choices."""
+    if eval_halt not in allowed:
+        raise ValueError(f"halt.eval_halt={eval_halt!r} is not a rule of the {policy} policy; choose one of: {', '.join(allowed)}")
+    if not 0.0 <= eval_threshold <= 1.0:
+        raise ValueError(f"halt.eval_threshold={eval_threshold!r} must be a probability in [0, 1] (it is compared with a sigmoid)")
+
+
+def eval_halted(logits: HaltLogits, steps: torch.Tensor, max_steps: int, eval_halt: str, eval_threshold: float) -> torch.Tensor:
+    """Inference-time halting: rows stop at `max_steps`, or earlier when the chosen rule fires."""
+    halted = steps >= max_steps
+    if eval_halt == "q_halt":
+        halted = halted | (torch.sigmoid(logits["q_halt"]) > eval_threshold)
+    elif eval_halt == "q_halt_minus_continue":
+        halted = halted | (torch.sigmoid(logits["q_halt"] - logits["q_continue"]) > eval_threshold)
+    return halted
+
 
 @register("halt", "q_act")
 class QACT(HaltingPolicy):
@@ -31,11 +53,15 @@ class QACT(HaltingPolicy):
         exploration_prob: float = 0.1,
         loss_weight: float = 0.5,
         init_bias: float = -5.0,
+        eval_halt: str = "max_steps",
+        eval_threshold: float = 0.5,
     ):
         super().__init__()
         if max_steps < 1:
             raise ValueError(f"halt.max_steps must be >= 1, got {max_steps}")
+        check_eval_halt(eval_halt, eval_threshold, EVAL_HALT_RULES, "q_act")
         self.max_steps, self.exploration_prob, self.loss_weight = max_steps, exploration_prob, loss_weight
+        self.eval_halt, self.eval_threshold = eval_halt, eval_threshold
         self.head = Linear(hidden_size, 2, bias=True)
         with torch.no_grad():  # start with halting off: both Q values far below zero
             self.head.weight.zero_()
@@ -48,7 +74,9 @@ class QACT(HaltingPolicy):
     def halt(self, logits: HaltLogits, steps: torch.Tensor, next_logits: Callable[[], HaltLogits]):
         with torch.no_grad():
             is_last = steps >= self.max_steps
-            if not self.training or self.max_steps == 1:
+            if not self.training:
+                return eval_halted(logits, steps, self.max_steps, self.eval_halt, self.eval_threshold), {}
+            if self.max_steps == 1:
                 return is_last, {}
             halted = is_last | (logits["q_halt"] > logits["q_continue"])
             explore = torch.rand_like(logits["q_halt"]) < self.exploration_prob

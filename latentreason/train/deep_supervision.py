@@ -96,25 +96,45 @@ def train_segment(model: ReasoningModel, carry: Carry, batch: Batch, loss_kind: 
 def run_to_halt(model: ReasoningModel, inputs: torch.Tensor, puzzle_ids: torch.Tensor | None = None):
     """Inference: run segments until every row halted; each row's output is read at its halting step.
 
+    Rows that halt leave the batch: the next segment runs only on the rows still active (their
+    state and input embedding are indexed down), so an early-halting rule saves compute. Every
+    row stops at `max_steps` at the latest. Batch sizes shrink from segment to segment, which a
+    compiled core sees as new shapes.
+
     Returns (logits, steps per row, halting logits at each row's halting step).
     """
-    batch = inputs.shape[0]
+    batch, device = inputs.shape[0], inputs.device
+    max_steps = model.policy.max_steps
     x = model.embed(inputs, puzzle_ids)
-    state = model.initial_state(batch, inputs.device)
-    steps = torch.zeros(batch, dtype=torch.int32, device=inputs.device)
-    done = torch.zeros(batch, dtype=torch.bool, device=inputs.device)
-    final_logits = final_halt = None
-    for _ in range(model.policy.max_steps):
+    state = model.initial_state(batch, device)
+    active = torch.arange(batch, device=device)  # original row of each row still running
+    steps = torch.full((batch,), max_steps, dtype=torch.int32, device=device)
+    final_logits: torch.Tensor | None = None
+    final_halt: dict[str, torch.Tensor] = {}
+    for step in range(1, max_steps + 1):
         state = model.segment(state, x)
         logits, halt_logits = model.heads(state)
-        steps = torch.where(done, steps, steps + 1)
         if final_logits is None:
-            final_logits, final_halt = logits.clone(), {k: v.clone() for k, v in halt_logits.items()}
-        keep = done.view(-1, 1, 1)
-        final_logits = torch.where(keep, final_logits, logits)
-        final_halt = {k: torch.where(done, final_halt[k], v) for k, v in halt_logits.items()}
-        halted, _ = model.policy.halt(halt_logits, steps, lambda: {})
-        done = done | halted
-        if bool(done.all()):
+            final_logits = logits.new_empty((batch,) + logits.shape[1:])
+            final_halt = {k: v.new_empty((batch,) + v.shape[1:]) for k, v in halt_logits.items()}
+        if step == max_steps:  # whatever the policy says, nobody runs past max_steps
+            final_logits[active] = logits
+            for k, v in halt_logits.items():
+                final_halt[k][active] = v
             break
+        row_steps = torch.full((len(active),), step, dtype=torch.int32, device=device)
+        halted, _ = model.policy.halt(halt_logits, row_steps, lambda: {})
+        if not bool(halted.any()):  # nobody stops here: no bookkeeping, no re-indexing
+            continue
+        rows = active[halted]
+        final_logits[rows] = logits[halted]
+        for k, v in halt_logits.items():
+            final_halt[k][rows] = v[halted]
+        steps[rows] = step
+        keep = ~halted
+        if not bool(keep.any()):
+            break
+        active = active[keep]
+        state = {k: v[keep] for k, v in state.items()}
+        x = x[keep]
     return final_logits, steps, final_halt
