@@ -107,6 +107,8 @@ def load_checkpoint(path: str):
     task = build_task(config)
     module = make_module(config, task)
     module.load_state_dict(checkpoint["state_dict"])
+    if checkpoint.get("ema"):  # trained with trainer.ema: predict with the averaged weights, as the run evaluated
+        module.model.load_state_dict({**module.model.state_dict(), **checkpoint["ema"]})
     module.eval()
     return module, task, config
 

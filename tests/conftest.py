@@ -11,6 +11,9 @@ import torch
 from latentreason.config import load_config
 from latentreason.model import build_model
 
+# The test models are tiny: one thread is faster than two for them, and steadier on a shared machine.
+torch.set_num_threads(1)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 

@@ -13,7 +13,7 @@ from latentreason.tasks import sudoku_data as sd
 
 TINY_RUN = [
     "recipe=hrm_sudoku", "preset=cpu", "core.hidden_size=32", "core.num_heads=2", "core.mlp_multiple=16",
-    "halt.max_steps=2", "task.train_puzzles=20", "task.augmentations=2", "task.test_puzzles=10",
+    "halt.max_steps=2", "task.box=3", "task.min_givens=45", "task.max_givens=55", "task.train_puzzles=20", "task.augmentations=2", "task.test_puzzles=10",
     "trainer.global_batch_size=8", "trainer.max_steps=6", "trainer.eval_every=3", "trainer.eval_size=8",
     "trainer.checkpoint_every=3", "trainer.log_every=1", "trainer.progress=false",
 ]

@@ -54,6 +54,13 @@ def to_split(arrays: dict[str, np.ndarray]) -> Split:
     return split
 
 
+def drop_seen(test: dict[str, np.ndarray], train: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int]:
+    """Remove held-out examples whose input also occurs in training (small grids repeat by chance)."""
+    seen = {row.tobytes() for row in np.ascontiguousarray(train["inputs"])}
+    keep = np.array([row.tobytes() not in seen for row in np.ascontiguousarray(test["inputs"])], dtype=bool)
+    return {k: v[keep] for k, v in test.items()}, int((~keep).sum())
+
+
 def cached(cache_dir: str | Path, key: dict, build: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """Build a dataset once and keep it as an .npz named by a hash of everything it depends on."""
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]

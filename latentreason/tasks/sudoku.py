@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from latentreason.console import progress
+from latentreason.console import console, progress
 from latentreason.registry import register
 from latentreason.tasks import sudoku_data as sd
-from latentreason.tasks.base import Split, Task, cached, file_fingerprint, to_split
+from latentreason.tasks.base import Split, Task, cached, drop_seen, file_fingerprint, to_split
 
 
 @register("task", "sudoku")
@@ -68,6 +68,9 @@ class Sudoku(Task):
                 test = cached(self.cache_dir, test_key, lambda: self._from_file(self.test_file, 0, self.seed))
             else:  # a different seed, so held-out puzzles are (with overwhelming probability) unseen
                 test = cached(self.cache_dir, test_key, lambda: self._generate(self.test_puzzles, 0, self.seed + 1_000_003, "held-out"))
+            test, dropped = drop_seen(test, train)
+            if dropped:
+                console.print(f"Dropped {dropped} held-out puzzles that also occur in the training set; {len(test['inputs'])} remain.")
             self._splits = {"train": to_split(train), "test": to_split(test)}
         return self._splits
 

@@ -8,11 +8,14 @@ step s is a pure function of (seed, s), so a resumed run sees exactly the data i
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import contextmanager, nullcontext
+from typing import Any, Iterator
 
 import lightning as L
 import torch
 from omegaconf import OmegaConf
+from timm.utils import ModelEmaV3
+from torch import nn
 
 from latentreason.model import build_model
 from latentreason.tasks.base import Split
@@ -69,6 +72,53 @@ class StepCounter(torch.utils.data.IterableDataset):
         return iter(range(self.steps))
 
 
+def make_ema(model: nn.Module, decay: float) -> ModelEmaV3:
+    """An exponential moving average of `model`'s parameters (TRM evaluates and saves its EMA weights).
+
+    timm's warmup ramps the decay up from 0 (decay = 1 - (1 + step)^(-2/3), capped at `decay`), so the
+    average does not start from the random initial weights. Buffers (initial states, the puzzle
+    embedding table) are not averaged: as in TRM's EMA, evaluation uses the live ones.
+    """
+    ema = ModelEmaV3(model, decay=decay, use_warmup=True, exclude_buffers=True)
+    ema.module.requires_grad_(False)
+    return ema
+
+
+def ema_parameters(ema: ModelEmaV3) -> dict[str, torch.Tensor]:
+    """The averaged parameters by name (what checkpoints store under "ema")."""
+    return {name: p.detach() for name, p in ema.module.named_parameters()}
+
+
+@torch.no_grad()
+def load_ema_parameters(ema: ModelEmaV3, params: dict[str, torch.Tensor]) -> None:
+    own = dict(ema.module.named_parameters())
+    missing = sorted(set(own) - set(params))
+    if missing:
+        raise KeyError(f"The checkpoint's EMA weights lack {len(missing)} parameter(s) of this model, e.g. {missing[0]!r}; was it saved by a different model configuration?")
+    for name, p in own.items():
+        p.copy_(params[name])
+
+
+@contextmanager
+def parameters_swapped(model: nn.Module, params: dict[str, torch.Tensor]) -> Iterator[nn.Module]:
+    """Run a block with `params` (by name) in place of `model`'s own parameters, then put them back.
+
+    Copies in place, so the same modules (and any compiled update functions bound to them) run;
+    buffers are left as they are.
+    """
+    own = dict(model.named_parameters())
+    saved = {name: own[name].detach().clone() for name in params}
+    with torch.no_grad():
+        for name, value in params.items():
+            own[name].copy_(value)
+    try:
+        yield model
+    finally:
+        with torch.no_grad():
+            for name, value in saved.items():
+                own[name].copy_(value)
+
+
 class LatentReasoningModule(L.LightningModule):
     def __init__(self, config: dict[str, Any], vocab_size: int, seq_len: int, num_puzzle_ids: int, loss: str, position_groups: list | None = None):
         super().__init__()
@@ -84,6 +134,17 @@ class LatentReasoningModule(L.LightningModule):
         self.splits: dict[str, Split] | None = None
         self.stream: ExampleStream | None = None
         self.eval_limit: int | None = None
+        # EMA of the weights (trainer.ema), held in a plain list on purpose: as an attribute, nn.Module
+        # would register it as a submodule, and its copy of the weights would join self.parameters()
+        # (Lightning's optimizer hooks, DDP's gradient buckets, parameter counts) and state_dict() (so
+        # checkpoints of runs without EMA would no longer load strictly). Lightning therefore does not
+        # move it between devices; `_ema_on_device` does. Evaluation copies its weights into self.model
+        # for the duration of each batch (rather than running the copy) so that compiled update
+        # functions, which stay bound to self.model's modules, see them.
+        trainer_config = self.config.trainer
+        self._ema: list[ModelEmaV3] = []
+        if trainer_config.get("ema", False):
+            self._ema.append(make_ema(self.model, float(trainer_config.get("ema_decay", 0.999))))
 
     # -- data ----------------------------------------------------------------------------------
 
@@ -134,6 +195,8 @@ class LatentReasoningModule(L.LightningModule):
         if self.model.puzzle is not None:
             lr_scale = scheduler.get_last_lr()[0] / self.config.optim.lr if self.config.optim.lr else 1.0
             self.model.puzzle.sign_sgd_step(self.config.optim.puzzle_emb_lr * lr_scale, self.config.optim.puzzle_emb_weight_decay)
+        if self.ema is not None:
+            self._ema_on_device().update(self.model, step=self.global_step)
 
         self.train_metrics.update(results, rows=results["halted"])
         batch_size = self.stream.local_batch
@@ -149,9 +212,25 @@ class LatentReasoningModule(L.LightningModule):
 
     # -- evaluation ------------------------------------------------------------------------------
 
+    @property
+    def ema(self) -> ModelEmaV3 | None:
+        return self._ema[0] if self._ema else None
+
+    def _ema_on_device(self) -> ModelEmaV3:
+        ema = self.ema
+        if next(ema.module.parameters()).device != self.device:
+            ema.module.to(self.device)
+            ema._sr_generator = torch.Generator(device=self.device).manual_seed(ema.stochastic_rounding_seed)
+        return ema
+
+    def eval_weights(self):
+        """A context in which self.model holds the weights evaluation uses: the EMA's when trainer.ema is on."""
+        return parameters_swapped(self.model, ema_parameters(self._ema_on_device())) if self.ema is not None else nullcontext(self.model)
+
     def _evaluate(self, batch, prefix: str):
         inputs, labels, puzzle_ids = batch
-        logits, steps, halt_logits = run_to_halt(self.model, inputs, puzzle_ids)
+        with self.eval_weights():
+            logits, steps, halt_logits = run_to_halt(self.model, inputs, puzzle_ids)
         results = per_row_results(logits, labels)
         results.update(steps=steps, **halt_logits)
         self.eval_metrics.update(results)
@@ -179,13 +258,22 @@ class LatentReasoningModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         if self.carry is not None:
             checkpoint["carry"] = {"world_size": self.trainer.world_size, "rank": self.trainer.global_rank, **self.carry.state_dict()}
+        if self.ema is not None:  # the averaged parameters; `latentreason eval`/`solve` use them
+            checkpoint["ema"] = ema_parameters(self.ema)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         saved = checkpoint.get("carry")
         if saved is not None and saved.get("world_size", 1) == getattr(self.trainer, "world_size", 1):
             self.carry = Carry.from_state_dict(saved, "cpu")
+        if self.ema is not None:
+            averaged = checkpoint.get("ema")
+            if averaged is None:  # resuming a run without EMA with it on: start the average from its weights
+                averaged = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+            load_ema_parameters(self.ema, averaged)
 
     def on_train_start(self) -> None:
+        # Keep the training examples on the device: a batch is then one index_select, no copy.
+        self.stream.data = {k: v.to(self.device) for k, v in self.stream.data.items()}
         if self.carry is not None:
             self.carry = Carry.from_state_dict(self.carry.state_dict(), self.device)
 
