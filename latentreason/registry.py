@@ -152,5 +152,5 @@ def load_builtins() -> None:
     _builtins_loaded = True
     import importlib
 
-    for module in ("cores.hrm", "cores.looped", "cores.trm", "grad.one_step", "grad.tbptt", "halting.q_act", "halting.fixed", "halting.halt_only", "tasks.sudoku"):
+    for module in ("cores.hrm", "cores.looped", "cores.trm", "cores.latent_diffusion", "grad.one_step", "grad.tbptt", "halting.q_act", "halting.fixed", "halting.halt_only", "tasks.sudoku"):
         importlib.import_module(f"latentreason.{module}")

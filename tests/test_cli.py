@@ -125,3 +125,22 @@ def test_bad_input_gets_a_clear_message(args, expected):
     result = latentreason(*args)
     text = " ".join((result.stdout + result.stderr).split())
     assert result.returncode == 2 and expected in text and "Traceback" not in text
+
+
+def _swiglu(d_in, width):
+    return d_in * 2 * width + width * d_in
+
+
+def test_recipe_parameter_counts_from_dry_run():
+    """TRM (MLP mixing) and the 8-layer L-only model, against counts worked out from the layer shapes."""
+    hidden, vocab, positions = 512, 11, 81 + 16
+    heads_and_embeddings = 2 * vocab * hidden + (hidden + 1)  # embedding + lm head + halt-only head
+    token_mlp = _swiglu(positions, 512)  # round(4 * 97 * 2/3) = 259 -> 512
+    channel_mlp = _swiglu(hidden, 1536)
+    trm = heads_and_embeddings + 2 * (token_mlp + channel_mlp)
+    attention = 4 * hidden * hidden
+    lonly = 2 * vocab * hidden + (2 * hidden + 2) + 8 * (attention + channel_mlp)
+    for recipe, expected in (("trm_sudoku", trm), ("lonly_sudoku", lonly)):
+        result = latentreason("run", f"recipe={recipe}", "preset=paper", "--dry-run")
+        assert result.returncode == 0, result.stderr
+        assert f"{expected:,} trainable parameters" in result.stdout, (recipe, expected, result.stdout[-200:])

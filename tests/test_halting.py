@@ -12,7 +12,8 @@ from omegaconf import OmegaConf
 from conftest import tiny_config, tiny_model
 from latentreason import registry
 from latentreason.train.deep_supervision import Carry, run_to_halt, train_segment
-from latentreason.train.module import LatentReasoningModule, ema_parameters
+from latentreason.train.ema import ema_parameters
+from latentreason.train.module import LatentReasoningModule
 
 
 def _never(*_):

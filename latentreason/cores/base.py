@@ -29,6 +29,7 @@ class Core(nn.Module):
     state_fields: tuple[str, ...] = ()
     hidden_size: int
     positions: str = "rope"  # "rope" (handled inside the core) or "learned" (added to the input embedding)
+    uses_target = False  # True: a fresh training row starts from a corrupted embedding of its answer
 
     def initial_state(self, batch_size: int, length: int, device: torch.device | str) -> State:
         """The state a fresh example starts from (and a halted row is reset to)."""
@@ -45,9 +46,16 @@ class Core(nn.Module):
         """The hidden states (batch, positions, hidden) the output and halting heads read."""
         raise NotImplementedError
 
-    def reset(self, state: State, rows: torch.Tensor) -> State:
-        """Put the rows where `rows` is True back to the initial state."""
+    def reset(self, state: State, rows: torch.Tensor, target: torch.Tensor | None = None) -> State:
+        """Put the rows where `rows` is True back to the initial state.
+
+        `target` (the embedded answer, given in training to cores with `uses_target`) lets such a core
+        start a fresh row from a corrupted answer rather than from its fixed initial state.
+        """
         batch, length = rows.shape[0], next(iter(state.values())).shape[1]
-        fresh = self.initial_state(batch, length, rows.device)
+        if self.uses_target:
+            fresh = self.initial_state(batch, length, rows.device, target=target)
+        else:
+            fresh = self.initial_state(batch, length, rows.device)
         mask = rows.view(-1, 1, 1)
         return {k: torch.where(mask, fresh[k].to(v.dtype), v) for k, v in state.items()}

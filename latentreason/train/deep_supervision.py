@@ -66,7 +66,11 @@ def train_segment(model: ReasoningModel, carry: Carry, batch: Batch, loss_kind: 
     """
     halted = carry.halted
     data = {k: torch.where(halted.view((-1,) + (1,) * (v.ndim - 1)), batch[k], v) for k, v in carry.data.items()}
-    state = model.core.reset(carry.state, halted)
+    target = None
+    if model.core.uses_target:  # e.g. latent_diffusion: fresh rows start from a noised answer embedding
+        with torch.no_grad():
+            target = model.embed(data["labels"].clamp_min(0), data.get("puzzle_ids"))
+    state = model.core.reset(carry.state, halted, target)
     steps = torch.where(halted, 0, carry.steps) + 1
 
     x = model.embed(data["inputs"], data.get("puzzle_ids"))

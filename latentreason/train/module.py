@@ -8,18 +8,18 @@ step s is a pure function of (seed, s), so a resumed run sees exactly the data i
 
 from __future__ import annotations
 
-from contextlib import contextmanager, nullcontext
-from typing import Any, Iterator
+from contextlib import nullcontext
+from typing import Any
 
 import lightning as L
 import torch
 from omegaconf import OmegaConf
 from timm.utils import ModelEmaV3
-from torch import nn
 
 from latentreason.model import build_model
 from latentreason.tasks.base import Split
 from latentreason.train.deep_supervision import Carry, per_row_results, run_to_halt, train_segment
+from latentreason.train.ema import ema_parameters, load_ema_parameters, make_ema, parameters_swapped
 from latentreason.train.metrics import ReasoningMetrics
 from latentreason.train.optim import build_optimizer, make_scheduler
 
@@ -70,53 +70,6 @@ class StepCounter(torch.utils.data.IterableDataset):
 
     def __iter__(self):
         return iter(range(self.steps))
-
-
-def make_ema(model: nn.Module, decay: float) -> ModelEmaV3:
-    """An exponential moving average of `model`'s parameters (TRM evaluates and saves its EMA weights).
-
-    timm's warmup ramps the decay up from 0 (decay = 1 - (1 + step)^(-2/3), capped at `decay`), so the
-    average does not start from the random initial weights. Buffers (initial states, the puzzle
-    embedding table) are not averaged: as in TRM's EMA, evaluation uses the live ones.
-    """
-    ema = ModelEmaV3(model, decay=decay, use_warmup=True, exclude_buffers=True)
-    ema.module.requires_grad_(False)
-    return ema
-
-
-def ema_parameters(ema: ModelEmaV3) -> dict[str, torch.Tensor]:
-    """The averaged parameters by name (what checkpoints store under "ema")."""
-    return {name: p.detach() for name, p in ema.module.named_parameters()}
-
-
-@torch.no_grad()
-def load_ema_parameters(ema: ModelEmaV3, params: dict[str, torch.Tensor]) -> None:
-    own = dict(ema.module.named_parameters())
-    missing = sorted(set(own) - set(params))
-    if missing:
-        raise KeyError(f"The checkpoint's EMA weights lack {len(missing)} parameter(s) of this model, e.g. {missing[0]!r}; was it saved by a different model configuration?")
-    for name, p in own.items():
-        p.copy_(params[name])
-
-
-@contextmanager
-def parameters_swapped(model: nn.Module, params: dict[str, torch.Tensor]) -> Iterator[nn.Module]:
-    """Run a block with `params` (by name) in place of `model`'s own parameters, then put them back.
-
-    Copies in place, so the same modules (and any compiled update functions bound to them) run;
-    buffers are left as they are.
-    """
-    own = dict(model.named_parameters())
-    saved = {name: own[name].detach().clone() for name in params}
-    with torch.no_grad():
-        for name, value in params.items():
-            own[name].copy_(value)
-    try:
-        yield model
-    finally:
-        with torch.no_grad():
-            for name, value in saved.items():
-                own[name].copy_(value)
 
 
 class LatentReasoningModule(L.LightningModule):

@@ -30,6 +30,7 @@ def quiet_lightning() -> None:
         ".*isinstance.treespec, LeafSpec.",
         ".*IterableDataset. has .__len__. defined",  # our step counter has a length on purpose (progress bar, ETA)
         ".*does not have many workers",  # the data lives on the device; the loader only counts steps
+        "Using ModelCheckpoint with manual optimization",  # we checkpoint after the step, on purpose
     ):
         warnings.filterwarnings("ignore", message=message)
 
@@ -94,6 +95,7 @@ def run(config: DictConfig, recipe: str | None = None) -> dict[str, float]:
         strategy=t.strategy,
         precision=precision,
         max_steps=int(t.max_steps),
+        max_time={"minutes": float(t.max_minutes)} if t.get("max_minutes") else None,
         max_epochs=-1,
         val_check_interval=eval_every if 0 < eval_every < int(t.max_steps) else None,
         check_val_every_n_epoch=None if 0 < eval_every < int(t.max_steps) else 1,
@@ -118,7 +120,7 @@ def run(config: DictConfig, recipe: str | None = None) -> dict[str, float]:
     console.print(
         f"Held-out ({len(splits['test']['inputs']):,} examples, {model_steps(config)} segments): "
         f"token accuracy [bold]{metrics['token_accuracy']:.1%}[/], exact accuracy [bold]{metrics['exact_accuracy']:.1%}[/], "
-        f"Q-halt accuracy {metrics['q_halt_accuracy']:.1%}; trained {t.max_steps} steps in {train_seconds / 60:.1f} min. "
+        f"Q-halt accuracy {metrics['q_halt_accuracy']:.1%}; trained {trainer.global_step} steps in {train_seconds / 60:.1f} min. "
         f"Checkpoint: {final}"
     )
     return metrics
