@@ -47,8 +47,17 @@ class PuzzleEmbedding(nn.Module):
         self._pending = None
         if rows.grad is None:
             return
+        grads = rows.grad
+        if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+            # The table is a buffer, outside DDP's gradient all-reduce: gather every process's rows
+            # (in rank order, as one process would see the global batch) so all apply the same step.
+            world = torch.distributed.get_world_size()
+            all_ids, all_grads = [torch.empty_like(ids) for _ in range(world)], [torch.empty_like(grads) for _ in range(world)]
+            torch.distributed.all_gather(all_ids, ids.contiguous())
+            torch.distributed.all_gather(all_grads, grads.contiguous())
+            ids, grads = torch.cat(all_ids), torch.cat(all_grads)
         unique, inverse = ids.unique(return_inverse=True)
-        grad = torch.zeros(len(unique), rows.shape[1], device=rows.device).index_add_(0, inverse, rows.grad.float())
+        grad = torch.zeros(len(unique), grads.shape[1], device=grads.device).index_add_(0, inverse, grads.float())
         self.table[unique] = self.table[unique] * (1 - lr * weight_decay) - lr * grad.sign()
 
 

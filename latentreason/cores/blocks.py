@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from timm.layers import lecun_normal_, trunc_normal_tf_
 from torch import nn
 
+from latentreason.registry import ConfigError
+
 # The standard deviation of a unit normal truncated at +-2 sigma: dividing by it makes the
 # truncated sample have the requested standard deviation (JAX / HRM convention).
 TRUNCATED_STD = 0.87962566103423978
@@ -56,11 +58,20 @@ class Linear(nn.Linear):
             nn.init.zeros_(self.bias)
 
 
+def head_size(hidden_size: int, num_heads: int) -> int:
+    """hidden_size / num_heads, or a ConfigError naming both keys."""
+    if num_heads < 1 or hidden_size % num_heads:
+        raise ConfigError(f"core.hidden_size={hidden_size} is not divisible by core.num_heads={num_heads}; pick a num_heads that divides it")
+    return hidden_size // num_heads
+
+
 class Rotary(nn.Module):
     """Rotary position embedding pairing dims (i, i + d/2), as HRM does."""
 
     def __init__(self, head_dim: int, max_len: int, theta: float = 10000.0):
         super().__init__()
+        if head_dim % 2:
+            raise ConfigError(f"Rotary positions need an even head size, and core.hidden_size / core.num_heads = {head_dim}; change one of them, or use core.positions=learned")
         inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
         freqs = torch.outer(torch.arange(max_len, dtype=torch.float32), inv_freq)
         angles = torch.cat((freqs, freqs), dim=-1)
@@ -81,10 +92,8 @@ class Attention(nn.Module):
 
     def __init__(self, hidden_size: int, num_heads: int):
         super().__init__()
-        if hidden_size % num_heads:
-            raise ValueError(f"hidden_size {hidden_size} is not divisible by num_heads {num_heads}; pick num_heads that divides it")
         self.num_heads = num_heads
-        self.head_dim = hidden_size // num_heads
+        self.head_dim = head_size(hidden_size, num_heads)
         self.qkv = Linear(hidden_size, 3 * hidden_size)
         self.out = Linear(hidden_size, hidden_size)
 

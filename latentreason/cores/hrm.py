@@ -15,8 +15,8 @@ from __future__ import annotations
 import torch
 
 from latentreason.cores.base import Core, State, Update
-from latentreason.cores.blocks import Rotary, Stack, initial_state_vector
-from latentreason.registry import register
+from latentreason.cores.blocks import Rotary, Stack, head_size, initial_state_vector
+from latentreason.registry import ConfigError, register
 
 
 @register("core", "hrm")
@@ -42,14 +42,14 @@ class HRM(Core):
     ):
         super().__init__()
         if positions not in ("rope", "learned"):
-            raise ValueError(f"core.positions must be 'rope' or 'learned', got {positions!r}")
+            raise ConfigError(f"core.positions must be 'rope' or 'learned', got {positions!r}")
         if H_cycles < 1 or L_cycles < 1:
-            raise ValueError(f"core.H_cycles and core.L_cycles must be >= 1, got {H_cycles} and {L_cycles}")
+            raise ConfigError(f"core.H_cycles and core.L_cycles must be >= 1, got {H_cycles} and {L_cycles}")
         self.hidden_size, self.positions = hidden_size, positions
         self.H_cycles, self.L_cycles = H_cycles, L_cycles
         self.H = Stack(H_layers, hidden_size, num_heads, expansion, mlp_multiple)
         self.L = Stack(L_layers, hidden_size, num_heads, expansion, mlp_multiple)
-        self.rotary = Rotary(hidden_size // num_heads, seq_len, rope_theta) if positions == "rope" else None
+        self.rotary = Rotary(head_size(hidden_size, num_heads), seq_len, rope_theta) if positions == "rope" else None
         self.register_buffer("H_init", initial_state_vector(hidden_size), persistent=True)
         self.register_buffer("L_init", initial_state_vector(hidden_size), persistent=True)
         self._updates = {"L": self.update_L, "H": self.update_H}

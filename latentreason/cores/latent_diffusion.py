@@ -26,8 +26,8 @@ import math
 import torch
 
 from latentreason.cores.base import Core, State, Update
-from latentreason.cores.blocks import Linear, Rotary, Stack
-from latentreason.registry import register
+from latentreason.cores.blocks import Linear, Rotary, Stack, head_size
+from latentreason.registry import ConfigError, register
 
 LEVEL_FEATURES = 8  # Fourier frequencies used to embed the noise level
 
@@ -55,14 +55,14 @@ class LatentDiffusion(Core):
     ):
         super().__init__()
         if positions not in ("rope", "learned"):
-            raise ValueError(f"core.positions must be 'rope' or 'learned', got {positions!r}")
+            raise ConfigError(f"core.positions must be 'rope' or 'learned', got {positions!r}")
         if updates_per_segment < 1 or num_levels < 1:
-            raise ValueError(f"core.updates_per_segment and core.num_levels must be >= 1, got {updates_per_segment} and {num_levels}")
+            raise ConfigError(f"core.updates_per_segment and core.num_levels must be >= 1, got {updates_per_segment} and {num_levels}")
         self.hidden_size, self.positions = hidden_size, positions
         self.updates_per_segment, self.num_levels = updates_per_segment, num_levels
         self.net = Stack(num_layers, hidden_size, num_heads, expansion, mlp_multiple)
         self.level_embed = Linear(2 * LEVEL_FEATURES, hidden_size, bias=True)
-        self.rotary = Rotary(hidden_size // num_heads, seq_len, rope_theta) if positions == "rope" else None
+        self.rotary = Rotary(head_size(hidden_size, num_heads), seq_len, rope_theta) if positions == "rope" else None
         self.register_buffer("frequencies", math.pi * 2.0 ** torch.arange(LEVEL_FEATURES, dtype=torch.float32), persistent=False)
         self._updates = {"denoise": self.denoise, "renoise": self.renoise}
         if compile:

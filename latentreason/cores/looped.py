@@ -15,8 +15,8 @@ from __future__ import annotations
 import torch
 
 from latentreason.cores.base import Core, State, Update
-from latentreason.cores.blocks import Rotary, Stack, initial_state_vector
-from latentreason.registry import register
+from latentreason.cores.blocks import Rotary, Stack, head_size, initial_state_vector
+from latentreason.registry import ConfigError, register
 
 
 @register("core", "looped")
@@ -40,13 +40,13 @@ class Looped(Core):
     ):
         super().__init__()
         if positions not in ("rope", "learned"):
-            raise ValueError(f"core.positions must be 'rope' or 'learned', got {positions!r}")
+            raise ConfigError(f"core.positions must be 'rope' or 'learned', got {positions!r}")
         if L_cycles < 1 or L_layers < 1:
-            raise ValueError(f"core.L_cycles and core.L_layers must be >= 1, got {L_cycles} and {L_layers}")
+            raise ConfigError(f"core.L_cycles and core.L_layers must be >= 1, got {L_cycles} and {L_layers}")
         self.hidden_size, self.positions = hidden_size, positions
         self.L_cycles = L_cycles
         self.L = Stack(L_layers, hidden_size, num_heads, expansion, mlp_multiple)
-        self.rotary = Rotary(hidden_size // num_heads, seq_len, rope_theta) if positions == "rope" else None
+        self.rotary = Rotary(head_size(hidden_size, num_heads), seq_len, rope_theta) if positions == "rope" else None
         self.register_buffer("z_init", initial_state_vector(hidden_size), persistent=True)
         self._update = torch.compile(self.update_L, fullgraph=True, dynamic=False) if compile else self.update_L
 

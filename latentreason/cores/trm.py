@@ -20,8 +20,8 @@ from __future__ import annotations
 import torch
 
 from latentreason.cores.base import Core, State, Update
-from latentreason.cores.blocks import Rotary, Stack, TokenMLPStack, initial_state_vector
-from latentreason.registry import register
+from latentreason.cores.blocks import Rotary, Stack, TokenMLPStack, head_size, initial_state_vector
+from latentreason.registry import ConfigError, register
 
 
 @register("core", "trm")
@@ -47,11 +47,11 @@ class TRM(Core):
     ):
         super().__init__()
         if mixer not in ("attn", "mlp"):
-            raise ValueError(f"core.mixer must be 'attn' or 'mlp', got {mixer!r}")
+            raise ConfigError(f"core.mixer must be 'attn' or 'mlp', got {mixer!r}")
         if positions not in ("rope", "learned", "none"):
-            raise ValueError(f"core.positions must be 'rope', 'learned' or 'none', got {positions!r}")
+            raise ConfigError(f"core.positions must be 'rope', 'learned' or 'none', got {positions!r}")
         if H_cycles < 1 or L_cycles < 1 or num_layers < 1:
-            raise ValueError(f"core.H_cycles, core.L_cycles and core.num_layers must be >= 1, got {H_cycles}, {L_cycles} and {num_layers}")
+            raise ConfigError(f"core.H_cycles, core.L_cycles and core.num_layers must be >= 1, got {H_cycles}, {L_cycles} and {num_layers}")
         if mixer == "mlp" and positions == "rope":
             positions = "none"  # the token-mixing MLP is tied to positions; rotary has nothing to act on
         self.hidden_size, self.positions, self.mixer = hidden_size, positions, mixer
@@ -60,7 +60,7 @@ class TRM(Core):
             self.net = Stack(num_layers, hidden_size, num_heads, expansion, mlp_multiple)
         else:
             self.net = TokenMLPStack(num_layers, hidden_size, seq_len, expansion, mlp_multiple)
-        self.rotary = Rotary(hidden_size // num_heads, seq_len, rope_theta) if positions == "rope" else None
+        self.rotary = Rotary(head_size(hidden_size, num_heads), seq_len, rope_theta) if positions == "rope" else None
         self.register_buffer("y_init", initial_state_vector(hidden_size), persistent=True)
         self.register_buffer("z_init", initial_state_vector(hidden_size), persistent=True)
         self._updates = {"z": self.update_z, "y": self.update_y}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from latentreason.cores.base import Update
 from latentreason.grad.base import GradientEstimator
-from latentreason.registry import register
+from latentreason.registry import ConfigError, register
 
 
 @register("grad", "tbptt")
@@ -19,7 +19,7 @@ class TBPTT(GradientEstimator):
 
     def __init__(self, k: int | None = None):
         if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
-            raise ValueError(f"grad.k must be a positive integer or null (all updates), got {k!r}")
+            raise ConfigError(f"grad.k must be a positive integer or null (all updates), got {k!r}")
         self.k = k
 
     def graded(self, schedule: tuple[Update, ...]) -> set[int]:

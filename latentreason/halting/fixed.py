@@ -11,7 +11,7 @@ from typing import Callable
 import torch
 
 from latentreason.halting.base import HaltingPolicy, HaltLogits
-from latentreason.registry import register
+from latentreason.registry import ConfigError, register
 
 
 @register("halt", "fixed")
@@ -21,7 +21,7 @@ class Fixed(HaltingPolicy):
     def __init__(self, hidden_size: int | None = None, max_steps: int = 16):
         super().__init__()
         if max_steps < 1:
-            raise ValueError(f"halt.max_steps must be >= 1, got {max_steps}")
+            raise ConfigError(f"halt.max_steps must be >= 1, got {max_steps}")
         self.max_steps = max_steps  # hidden_size is passed by the framework to every policy; unused
 
     def logits(self, hidden: torch.Tensor) -> HaltLogits:

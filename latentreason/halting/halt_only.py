@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from latentreason.cores.blocks import Linear
 from latentreason.halting.base import HaltingPolicy, HaltLogits
 from latentreason.halting.q_act import check_eval_halt, eval_halted
-from latentreason.registry import register
+from latentreason.registry import ConfigError, register
 
 EVAL_HALT_RULES = ("max_steps", "q_halt")
 
@@ -39,9 +39,9 @@ class HaltOnly(HaltingPolicy):
     ):
         super().__init__()
         if max_steps < 1:
-            raise ValueError(f"halt.max_steps must be >= 1, got {max_steps}")
+            raise ConfigError(f"halt.max_steps must be >= 1, got {max_steps}")
         if eval_halt == "q_halt_minus_continue":
-            raise ValueError("halt.eval_halt='q_halt_minus_continue' needs a continue value, which halt_only does not have; use q_halt or max_steps (or halt=q_act)")
+            raise ConfigError("halt.eval_halt='q_halt_minus_continue' needs a continue value, which halt_only does not have; use q_halt or max_steps (or halt=q_act)")
         check_eval_halt(eval_halt, eval_threshold, EVAL_HALT_RULES, "halt_only")
         self.max_steps, self.exploration_prob, self.loss_weight = max_steps, exploration_prob, loss_weight
         self.eval_halt, self.eval_threshold = eval_halt, eval_threshold

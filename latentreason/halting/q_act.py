@@ -19,7 +19,7 @@ from torch import nn
 
 from latentreason.cores.blocks import Linear
 from latentreason.halting.base import HaltingPolicy, HaltLogits
-from latentreason.registry import register
+from latentreason.registry import ConfigError, register
 
 EVAL_HALT_RULES = ("max_steps", "q_halt", "q_halt_minus_continue")
 
@@ -27,9 +27,9 @@ EVAL_HALT_RULES = ("max_steps", "q_halt", "q_halt_minus_continue")
 def check_eval_halt(eval_halt: str, eval_threshold: float, allowed: tuple[str, ...], policy: str) -> None:
     """Reject an unknown inference-time halting rule or a threshold outside [0, 1], with the choices."""
     if eval_halt not in allowed:
-        raise ValueError(f"halt.eval_halt={eval_halt!r} is not a rule of the {policy} policy; choose one of: {', '.join(allowed)}")
+        raise ConfigError(f"halt.eval_halt={eval_halt!r} is not a rule of the {policy} policy; choose one of: {', '.join(allowed)}")
     if not 0.0 <= eval_threshold <= 1.0:
-        raise ValueError(f"halt.eval_threshold={eval_threshold!r} must be a probability in [0, 1] (it is compared with a sigmoid)")
+        raise ConfigError(f"halt.eval_threshold={eval_threshold!r} must be a probability in [0, 1] (it is compared with a sigmoid)")
 
 
 def eval_halted(logits: HaltLogits, steps: torch.Tensor, max_steps: int, eval_halt: str, eval_threshold: float) -> torch.Tensor:
@@ -58,7 +58,7 @@ class QACT(HaltingPolicy):
     ):
         super().__init__()
         if max_steps < 1:
-            raise ValueError(f"halt.max_steps must be >= 1, got {max_steps}")
+            raise ConfigError(f"halt.max_steps must be >= 1, got {max_steps}")
         check_eval_halt(eval_halt, eval_threshold, EVAL_HALT_RULES, "q_act")
         self.max_steps, self.exploration_prob, self.loss_weight = max_steps, exploration_prob, loss_weight
         self.eval_halt, self.eval_threshold = eval_halt, eval_threshold

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -50,7 +51,9 @@ def to_split(arrays: dict[str, np.ndarray]) -> Split:
     ids = arrays.get("puzzle_ids")
     split["puzzle_ids"] = torch.from_numpy(ids.astype(np.int64)) if ids is not None else torch.zeros(len(split["inputs"]), dtype=torch.long)
     if len(split["inputs"]) == 0:
-        raise ValueError("The dataset is empty: it holds no examples. Check the file or the task's size settings.")
+        from latentreason.registry import ConfigError
+
+        raise ConfigError("The dataset is empty: it holds no examples. Check the file or the task's size settings.")
     return split
 
 
@@ -70,7 +73,7 @@ def cached(cache_dir: str | Path, key: dict, build: Callable[[], dict[str, np.nd
             return dict(data)
     arrays = build()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")  # one per process: ranks started by torchrun build it side by side
     np.savez(tmp, **arrays)
     tmp.replace(path)  # atomic: an interrupted build never leaves a half-written cache
     return arrays

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from latentreason.console import console, progress
-from latentreason.registry import register
+from latentreason.registry import ConfigError, register
 from latentreason.tasks import sudoku_data as sd
 from latentreason.tasks.base import Split, Task, cached, drop_seen, file_fingerprint, to_split
 
@@ -31,9 +31,19 @@ class Sudoku(Task):
         cache_dir: str = "~/.cache/latentreason",
         loss: str = "stablemax",
     ):
+        if box not in sd.SUPPORTED_BOXES:
+            raise ConfigError(f"task.box={box!r} is not supported; use one of {', '.join(map(str, sd.SUPPORTED_BOXES))} (3: 9x9 Sudoku, 2: 4x4)")
+        if loss not in ("stablemax", "softmax"):
+            raise ConfigError(f"task.loss={loss!r} is not a loss; use stablemax or softmax")
+        for key, value in (("train_puzzles", train_puzzles), ("test_puzzles", test_puzzles), ("augmentations", augmentations)):
+            if value < 0:
+                raise ConfigError(f"task.{key}={value} should be 0 or more")
+        for key, count, file, name in (("train_puzzles", train_puzzles, train_file, "train_file"), ("test_puzzles", test_puzzles, test_file, "test_file")):
+            if count == 0 and not file:
+                raise ConfigError(f"task.{key}=0 leaves the {'training' if key == 'train_puzzles' else 'held-out'} split empty; set it to 1 or more, or give task.{name}")
         self.box, self.n = box, sd.grid_size(box)
         if not 0 <= min_givens <= max_givens <= self.n * self.n:
-            raise ValueError(f"task.min_givens/max_givens must satisfy 0 <= min <= max <= {self.n * self.n}, got {min_givens}, {max_givens}")
+            raise ConfigError(f"task.min_givens/max_givens must satisfy 0 <= min <= max <= {self.n * self.n}, got {min_givens}, {max_givens}")
         self.vocab_size, self.seq_len = sd.vocab_size(box), self.n * self.n
         self.train_puzzles, self.augmentations, self.test_puzzles = train_puzzles, augmentations, test_puzzles
         self.min_givens, self.max_givens = min_givens, max_givens

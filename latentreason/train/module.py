@@ -4,24 +4,38 @@ Optimization is manual because one training step is one segment of the carry, fo
 AdamATan2/AdamW step on the dense weights and a SignSGD step on the per-puzzle embeddings.
 The examples live on the device as tensors; the data loader only counts steps, and the batch of
 step s is a pure function of (seed, s), so a resumed run sees exactly the data it would have seen.
+The random draws of step s (Q-ACT exploration, diffusion noise) come from a generator seeded by
+(seed, s, rank), so they too are the same in a resumed run, whatever drew from the global random
+state in between (evaluation, a data loader, a plugin).
+
+Test hook: with the environment variable LATENTREASON_KILL_AT_STEP=K, the process kills itself
+with SIGKILL at the start of step K (after the checkpoint of step K, if one was due, was written),
+unless the run started at step K; tests use it to check that a resume is exact.
 """
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+import os
+import signal
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from omegaconf import OmegaConf
 from timm.utils import ModelEmaV3
 
 from latentreason.model import build_model
+from latentreason.registry import ConfigError
 from latentreason.tasks.base import Split
+from latentreason.train.checkpoints import rng_state, set_rng_state, step_seed
 from latentreason.train.deep_supervision import Carry, per_row_results, run_to_halt, train_segment
 from latentreason.train.ema import ema_parameters, load_ema_parameters, make_ema, parameters_swapped
 from latentreason.train.metrics import ReasoningMetrics
 from latentreason.train.optim import build_optimizer, make_scheduler
+
+LOSSES = ("stablemax", "softmax")  # what train.losses.token_cross_entropy computes
 
 
 class ExampleStream:
@@ -80,6 +94,8 @@ class LatentReasoningModule(L.LightningModule):
         self.config = OmegaConf.create(config)
         groups = torch.tensor(position_groups) if position_groups is not None else None
         self.model = build_model(self.config, vocab_size, seq_len, num_puzzle_ids, bool(self.config.trainer.compile), groups)
+        if loss not in LOSSES:
+            raise ConfigError(f"task.loss={loss!r} is not a loss; use one of: {', '.join(LOSSES)}")
         self.loss_kind = loss
         self.train_metrics, self.eval_metrics = ReasoningMetrics(), ReasoningMetrics()
         # Plain attributes, not buffers: DDP would overwrite each rank's carry with rank 0's.
@@ -87,6 +103,8 @@ class LatentReasoningModule(L.LightningModule):
         self.splits: dict[str, Split] | None = None
         self.stream: ExampleStream | None = None
         self.eval_limit: int | None = None
+        self._saved_rng: dict | None = None  # global random state of a checkpoint, restored at the first step
+        self._first_step: int | None = None
         # EMA of the weights (trainer.ema), held in a plain list on purpose: as an attribute, nn.Module
         # would register it as a submodule, and its copy of the weights would join self.parameters()
         # (Lightning's optimizer hooks, DDP's gradient buckets, parameter counts) and state_dict() (so
@@ -115,8 +133,12 @@ class LatentReasoningModule(L.LightningModule):
     def _eval_loader(self, limit: int | None):
         test = self.splits["test"]
         count = len(test["inputs"]) if not limit else min(limit, len(test["inputs"]))
-        dataset = torch.utils.data.TensorDataset(*(test[k][:count] for k in ("inputs", "labels", "puzzle_ids")))
-        return torch.utils.data.DataLoader(dataset, batch_size=int(self.config.trainer.eval_batch_size))
+        # With several processes each evaluates every world_size-th example (no padding, so every
+        # example counts once); the metrics are summed over processes when they are computed.
+        rank, world = self._rank_and_world()
+        dataset = torch.utils.data.TensorDataset(*(test[k][:count][rank::world] for k in ("inputs", "labels", "puzzle_ids")))
+        # A generator of its own: creating the loader's iterator must not draw from the global random state.
+        return torch.utils.data.DataLoader(dataset, batch_size=int(self.config.trainer.eval_batch_size), generator=torch.Generator())
 
     def val_dataloader(self):
         return self._eval_loader(int(self.config.trainer.eval_size))
@@ -128,19 +150,41 @@ class LatentReasoningModule(L.LightningModule):
 
     def configure_optimizers(self):
         o = self.config.optim
-        optimizer = build_optimizer(o.name, [p for p in self.model.parameters() if p.requires_grad], lr=o.lr, weight_decay=o.weight_decay, betas=tuple(o.betas))
+        try:  # optimizers check their settings with ValueError (torch's own do too): report them as config errors
+            optimizer = build_optimizer(o.name, [p for p in self.model.parameters() if p.requires_grad], lr=o.lr, weight_decay=o.weight_decay, betas=tuple(o.betas))
+        except ValueError as error:
+            raise ConfigError(f"optim (name={o.name}, lr={o.lr}, weight_decay={o.weight_decay}, betas={list(o.betas)}): {error}") from None
         scheduler = make_scheduler(optimizer, warmup_steps=o.warmup_steps, total_steps=int(self.config.trainer.max_steps), min_ratio=o.min_lr_ratio)
         return [optimizer], [scheduler]
+
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        if self._first_step is None:
+            self._first_step = self.global_step
+        if self._saved_rng is not None:  # after the loader's iterator was made, which draws from it
+            set_rng_state(self._saved_rng)
+            self._saved_rng = None
+        kill_at = os.environ.get("LATENTREASON_KILL_AT_STEP")
+        if kill_at and self.global_step == int(kill_at) and self.global_step != self._first_step:
+            os.kill(os.getpid(), signal.SIGKILL)  # test hook (see the module's docstring)
+
+    @contextmanager
+    def _step_rng(self):
+        """The random state of step `global_step` on this process; the global state is left as it was."""
+        cuda = self.device.type == "cuda"
+        with torch.random.fork_rng(devices=[self.device.index or 0] if cuda else [], device_type="cuda"):
+            torch.manual_seed(step_seed(int(self.config.seed), self.global_step, self.trainer.global_rank))
+            yield
 
     def training_step(self, _step_number, batch_idx):
         optimizer, scheduler = self.optimizers(), self.lr_schedulers()
         batch = self.stream.batch(self.global_step, self.device)
         if self.carry is None:
             self.carry = Carry.start(self.model, batch)
-        self.carry, loss, terms, results = train_segment(self.model, self.carry, batch, self.loss_kind)
+        with self._step_rng():
+            self.carry, loss, terms, results = train_segment(self.model, self.carry, batch, self.loss_kind)
         if not torch.isfinite(loss):
             bad = [k for k, v in terms.items() if not torch.isfinite(v)]
-            raise FloatingPointError(f"Loss became {loss.item()} at step {self.global_step} (term(s): {', '.join(bad)}); the last checkpoint is kept. Lower optim.lr or check the data.")
+            raise FloatingPointError(f"The loss became {loss.item()} at step {self.global_step} (term(s): {', '.join(bad)}); training stopped. Lower optim.lr or check the data.")
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss / self.stream.local_batch)
         optimizer.step()
@@ -153,8 +197,9 @@ class LatentReasoningModule(L.LightningModule):
 
         self.train_metrics.update(results, rows=results["halted"])
         batch_size = self.stream.local_batch
-        self.log_dict({f"train/{k}": v.detach() / batch_size for k, v in terms.items()}, prog_bar=False, batch_size=batch_size)
-        self.log("train/loss", loss.detach() / batch_size, prog_bar=True, batch_size=batch_size)
+        sync = self.trainer.world_size > 1  # log the mean over processes, i.e. over the global batch
+        self.log_dict({f"train/{k}": v.detach() / batch_size for k, v in terms.items()}, prog_bar=False, batch_size=batch_size, sync_dist=sync)
+        self.log("train/loss", loss.detach() / batch_size, prog_bar=True, batch_size=batch_size, sync_dist=sync)
         self.log("lr", scheduler.get_last_lr()[0], prog_bar=False, batch_size=batch_size)
         if (self.global_step % int(self.config.trainer.log_every) == 0) or self.global_step == int(self.config.trainer.max_steps):
             computed = self.train_metrics.compute()
@@ -208,16 +253,53 @@ class LatentReasoningModule(L.LightningModule):
 
     # -- checkpoints -----------------------------------------------------------------------------
 
+    def _rank_and_world(self) -> tuple[int, int]:
+        trainer = self._trainer  # None outside a Trainer (e.g. a module saved or loaded by hand)
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def _gather(self, tree):
+        """Every process's tensors of `tree`, concatenated along dim 0 in rank order (a collective)."""
+        if self._rank_and_world()[1] == 1:
+            return tree
+        if isinstance(tree, dict):
+            return {k: self._gather(v) for k, v in tree.items()}
+        flag = tree.dtype == torch.bool  # gloo gathers no bools
+        gathered = self.all_gather(tree.to(torch.uint8) if flag else tree)
+        gathered = gathered.flatten(0, 1) if tree.ndim else gathered
+        return gathered.bool() if flag else gathered
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # Called on every process (Lightning dumps the checkpoint everywhere, rank 0 writes it), so
+        # the carries of all processes are gathered into the global batch's rows, in rank order.
         if self.carry is not None:
-            checkpoint["carry"] = {"world_size": self.trainer.world_size, "rank": self.trainer.global_rank, **self.carry.state_dict()}
+            carry = {k: v.cpu() if torch.is_tensor(v) else {n: t.cpu() for n, t in v.items()} for k, v in self._gather(self.carry.state_dict()).items()}
+            checkpoint["carry"] = {"world_size": self._rank_and_world()[1], "global_batch": int(self.config.trainer.global_batch_size), **carry}
+        metrics = {name: getattr(self.train_metrics, name) for name in self.train_metrics._defaults}
+        checkpoint["train_metrics"] = {k: v.cpu() for k, v in self._gather(metrics).items()}  # (world_size,) each
+        checkpoint["rng"] = rng_state()  # rank 0's; each step's own draws are seeded by (seed, step, rank)
         if self.ema is not None:  # the averaged parameters; `latentreason eval`/`solve` use them
             checkpoint["ema"] = ema_parameters(self.ema)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        rank, world = self._rank_and_world()
         saved = checkpoint.get("carry")
-        if saved is not None and saved.get("world_size", 1) == getattr(self.trainer, "world_size", 1):
-            self.carry = Carry.from_state_dict(saved, "cpu")
+        if saved is not None:
+            global_batch = int(self.config.trainer.global_batch_size)
+            saved_batch = saved.get("global_batch")
+            if saved_batch is None and saved.get("world_size", 1) == 1:  # older checkpoints: one process's rows
+                saved_batch = saved["steps"].shape[0]
+            if saved_batch == global_batch:  # the global batch's rows, in rank order: take this process's slice
+                local = global_batch // world
+                rows = slice(rank * local, (rank + 1) * local)
+                self.carry = Carry.from_state_dict({k: v[rows] if torch.is_tensor(v) else {n: t[rows] for n, t in v.items()} for k, v in saved.items() if k in ("state", "steps", "halted", "data")}, "cpu")
+            else:
+                rank_zero_warn(f"The checkpoint's carry holds {saved_batch or 'one process of'} rows, this run's global batch has {global_batch}: every row starts a fresh example.")
+        metrics = checkpoint.get("train_metrics")
+        if metrics is not None and metrics["count"].numel() == world:
+            for name, value in metrics.items():
+                setattr(self.train_metrics, name, value.view(-1)[rank].clone().to(getattr(self.train_metrics, name).device))
+        if checkpoint.get("rng") is not None:
+            self._saved_rng = checkpoint["rng"]
         if self.ema is not None:
             averaged = checkpoint.get("ema")
             if averaged is None:  # resuming a run without EMA with it on: start the average from its weights

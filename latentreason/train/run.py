@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
 import time
@@ -12,14 +13,22 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from latentreason import registry
 from latentreason.console import console
+from latentreason.registry import ConfigError
 from latentreason.tasks.base import Task
+from latentreason.train.checkpoints import read_checkpoint
 from latentreason.train.module import LatentReasoningModule
+
+RUN_NAME_ENV = "LATENTREASON_RUN_NAME"  # lets the processes Lightning's DDP launcher starts write to the same folder
 
 
 def quiet_lightning() -> None:
@@ -31,19 +40,151 @@ def quiet_lightning() -> None:
         ".*IterableDataset. has .__len__. defined",  # our step counter has a length on purpose (progress bar, ETA)
         ".*does not have many workers",  # the data lives on the device; the loader only counts steps
         "Using ModelCheckpoint with manual optimization",  # we checkpoint after the step, on purpose
+        ".*resuming from a checkpoint that ended before the epoch ended",  # our data is indexed by step: resumable
+        ".*It is recommended to use .self.log.*sync_dist=True",  # evaluation metrics are summed over processes by torchmetrics
+        "torch.distributed.nn.functional.all_gather is deprecated",  # inside Lightning's all_gather
     ):
         warnings.filterwarnings("ignore", message=message)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write to a temporary file, then rename: an interrupted save never leaves a broken checkpoint."""
+    """Write to a temporary file, flush it to disk, then rename: an interrupted save never leaves a broken checkpoint.
+
+    os.replace is atomic on POSIX and Windows, so `path` is at any moment either the previous
+    complete checkpoint or the new complete one; a failed write removes its temporary file.
+    """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        torch.save(checkpoint, tmp)
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as file:
+                torch.save(checkpoint, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable
+            folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(folder)
+            finally:
+                os.close(folder)
+
+
+class _ResumedWriter(ExperimentWriter):
+    """Lightning's CSV writer, except that on a resume it keeps the rows of the steps before the resumed one."""
+
+    def __init__(self, log_dir: str, keep_before: int | None = None):
+        self.keep_before = keep_before  # read by _check_log_dir_exists, which the parent's __init__ calls
+        super().__init__(log_dir=log_dir)
+
+    def _check_log_dir_exists(self) -> None:
+        path = self.metrics_file_path
+        if self.keep_before is None or not os.path.isfile(path):
+            return super()._check_log_dir_exists()
+        with open(path, newline="") as file:
+            reader = csv.DictReader(file)
+            fields = list(reader.fieldnames or [])
+            rows = [r for r in reader if (r.get("step") or "").isdigit() and int(r["step"]) < self.keep_before]
+        with open(path, "w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+        self.metrics_keys = fields
+
+
+class MetricsLogger(CSVLogger):
+    """`metrics.csv` in the run folder; a run resumed in its own folder continues the file."""
+
+    def __init__(self, run_dir: Path, keep_before: int | None = None):
+        super().__init__(run_dir, name="", version="")
+        self._keep_before = keep_before
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _ResumedWriter(log_dir=self.log_dir, keep_before=self._keep_before)
+        return self._experiment
+
+
+POSITIVE_INTS = ("global_batch_size", "max_steps", "eval_batch_size", "log_every", "keep_checkpoints", "num_nodes")
+NATURAL_INTS = ("eval_every", "eval_size", "checkpoint_every")
+BOOLS = ("progress", "compile", "ema", "deterministic")
+
+
+def check_run_config(config: DictConfig) -> None:
+    """Reject trainer settings of the wrong type or out of range before anything is built, naming each key."""
+    t = config.trainer
+    problems = []
+    seed = config.get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        problems.append(f"seed={seed!r} should be an integer")
+    for key in POSITIVE_INTS + NATURAL_INTS:
+        if key not in t:
+            continue
+        value = t[key]
+        if not isinstance(value, int) or isinstance(value, bool):
+            problems.append(f"trainer.{key}={value!r} should be an integer")
+        elif value < (1 if key in POSITIVE_INTS else 0):
+            problems.append(f"trainer.{key}={value} should be {'at least 1' if key in POSITIVE_INTS else '0 or more'}")
+    for key in BOOLS:
+        if key in t and not isinstance(t[key], bool):
+            problems.append(f"trainer.{key}={t[key]!r} should be true or false")
+    minutes = t.get("max_minutes")
+    if minutes is not None and (isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or minutes <= 0):
+        problems.append(f"trainer.max_minutes={minutes!r} should be a positive number or null")
+    threads = t.get("threads")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        problems.append(f"trainer.threads={threads!r} should be a positive integer or null")
+    lr = (config.get("optim") or {}).get("lr")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or lr < 0:
+        problems.append(f"optim.lr={lr!r} should be a number >= 0")
+    if problems:
+        raise ConfigError("; ".join(problems) + ".")
+
+
+def _config_differences(saved: dict, current: dict, sections=("core", "grad", "halt", "model", "task")) -> list[str]:
+    """`key (A there, B here)` for every model or data setting that differs between two configs."""
+
+    def flat(tree, prefix=""):
+        out = {}
+        for k, v in (tree or {}).items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+
+    a = flat({k: saved.get(k) for k in sections})
+    b = flat({k: current.get(k) for k in sections})
+    return [f"{k} ({a.get(k)!r} there, {b.get(k)!r} here)" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
+def check_resume(path: str, config: DictConfig, module: LatentReasoningModule) -> int:
+    """Check that `path` loads and fits this run's model before Lightning reads it; returns its step."""
+    checkpoint = read_checkpoint(path, option="resume")
+    if "optimizer_states" not in checkpoint or "loops" not in checkpoint:
+        raise ConfigError(f"Checkpoint {path} holds weights only (no optimizer or loop state), so training cannot resume from it.")
+    own, saved = module.state_dict(), checkpoint["state_dict"]
+    mismatched = [k for k in own if k not in saved or saved[k].shape != own[k].shape] + [k for k in saved if k not in own]
+    if mismatched:
+        diffs = _config_differences(checkpoint["hyper_parameters"]["config"], OmegaConf.to_container(config, resolve=True))
+        what = f"settings that differ: {', '.join(diffs[:6])}" if diffs else f"{mismatched[0]!r} does not match"
+        raise ConfigError(f"Checkpoint {path} was saved by a different model ({what}); resume it with the settings it was trained with.")
+    return int(checkpoint["global_step"])  # present: Lightning writes it with the loop state
+
+
+def launched_externally() -> bool:
+    """True in one of several processes started by torchrun or by srun (rather than by Lightning's launcher)."""
+    return "TORCHELASTIC_RUN_ID" in os.environ or int(os.environ.get("SLURM_STEP_NUM_TASKS", "1") or 1) > 1  # set by srun
+
+
+def out_of_memory(error: BaseException) -> bool:
+    text = str(error).lower()
+    return isinstance(error, torch.OutOfMemoryError) or (isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text))
 
 
 def build_task(config: DictConfig) -> Task:
@@ -60,6 +201,7 @@ def make_module(config: DictConfig, task: Task) -> LatentReasoningModule:
 
 def run(config: DictConfig, recipe: str | None = None) -> dict[str, float]:
     """Train, then evaluate on the whole held-out split at max steps; returns the final metrics."""
+    check_run_config(config)
     t = config.trainer
     quiet_lightning()
     L.seed_everything(int(config.seed), workers=True, verbose=False)
@@ -67,31 +209,95 @@ def run(config: DictConfig, recipe: str | None = None) -> dict[str, float]:
         torch.set_num_threads(int(t.threads))
     gpu = torch.cuda.is_available() and t.accelerator in ("auto", "gpu", "cuda")
     precision = ("bf16-mixed" if gpu else "32-true") if t.precision == "auto" else t.precision
-    run_name = config.run_name or f"{recipe or 'run'}-{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if not config.run_name and not os.environ.get(RUN_NAME_ENV) and launched_externally():
+        raise ConfigError("Started by torchrun or srun, every process names the run folder itself: pass run_name=NAME so that all write to the same one.")
+    run_name = config.run_name or os.environ.get(RUN_NAME_ENV) or f"{recipe or 'run'}-{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = Path(config.output_dir) / run_name
+    main_process = rank_zero_only.rank == 0  # the processes Lightning's DDP launcher starts stay quiet
+    say = console.print if main_process else (lambda *args, **kwargs: None)
+    resume = config.get("resume")
+    if resume:  # continuing in the same folder: its checkpoints are expected there
+        warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+    if resume and not Path(resume).is_file():
+        read_checkpoint(resume, option="resume")  # says that it does not exist, and names the run's checkpoints
     run_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(config, run_dir / "config.yaml")
+    if main_process:
+        OmegaConf.save(config, run_dir / "config.yaml")
 
     task = build_task(config)
     splits = task.splits()
     module = make_module(config, task)
     module.attach_data(splits)
+    resumed_step = check_resume(resume, config, module) if resume else None
     params = sum(p.numel() for p in module.model.parameters() if p.requires_grad)
-    console.print(
+    say(
         f"[bold]{recipe or 'run'}[/] ({config.preset} preset): {config.core.name} core, {config.grad.name} gradient, "
         f"{config.halt.name} halting, {params:,} parameters; {task.describe()}; "
         f"{len(splits['train']['inputs']):,} training / {len(splits['test']['inputs']):,} held-out examples; "
         f"{t.max_steps} steps of batch {t.global_batch_size}; writing to {run_dir}"
+        + (f"; resuming from {resume} (step {resumed_step})" if resume else "")
     )
 
-    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0, every_n_train_steps=int(t.checkpoint_every))
+    # Every trainer.checkpoint_every steps: last.ckpt, and step-NNNNNN.ckpt of which the newest
+    # trainer.keep_checkpoints are kept, so that a good one is left if the newest is damaged.
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints", filename="step-{step:06d}", auto_insert_metric_name=False, monitor="step", mode="max",
+        save_top_k=int(t.get("keep_checkpoints", 2)), save_last=True, every_n_train_steps=int(t.checkpoint_every), enable_version_counter=False,
+    )
     callbacks = [checkpoint]
     if t.progress:
         callbacks.append(RichProgressBar(leave=True))
+    try:
+        trainer = make_trainer(config, precision, callbacks, run_dir, resumed_step)
+    except (MisconfigurationException, ValueError) as error:  # Lightning's checks of these settings
+        raise ConfigError(
+            f"Lightning rejects the trainer settings (trainer.accelerator={t.accelerator}, trainer.devices={t.devices}, "
+            f"trainer.num_nodes={t.get('num_nodes', 1)}, trainer.strategy={t.strategy}, trainer.precision={t.precision}): {error}"
+        ) from None
+    if int(t.global_batch_size) % trainer.world_size:
+        raise ConfigError(
+            f"trainer.global_batch_size={t.global_batch_size} is not divisible by the {trainer.world_size} processes "
+            f"(trainer.devices x trainer.num_nodes); pick a multiple of {trainer.world_size}."
+        )
+    os.environ[RUN_NAME_ENV] = run_name  # inherited by the processes the DDP launcher starts during fit
+    started = time.time()
+    try:
+        trainer.fit(module, ckpt_path=resume, weights_only=True)
+        train_seconds = time.time() - started
+        results = trainer.test(module, verbose=False)[0]
+    except FloatingPointError as error:
+        last = checkpoint.last_model_path
+        kept = f"The last checkpoint, {last} (step {checkpoint._last_global_step_saved}), was written before it and is kept." if last else "No checkpoint was written before it."
+        raise FloatingPointError(f"{error} {kept}") from None
+    except RuntimeError as error:  # torch.OutOfMemoryError is a RuntimeError
+        if not out_of_memory(error):
+            raise
+        raise ConfigError(
+            f"Out of memory at step {trainer.global_step} ({(str(error).strip().splitlines() or [''])[0][:160]}). Lower trainer.global_batch_size "
+            f"(now {t.global_batch_size}), core.hidden_size (now {config.core.get('hidden_size')}) or halt.max_steps (now {config.halt.get('max_steps')}), "
+            f"or spread the batch over more devices (trainer.devices, trainer.num_nodes)."
+        ) from None
+    finally:
+        os.environ.pop(RUN_NAME_ENV, None)
+    final = run_dir / "final.ckpt"
+    trainer.save_checkpoint(final, weights_only=False)
+    metrics = {k.removeprefix("test/"): float(v) for k, v in results.items()}
+    say(
+        f"Held-out ({len(splits['test']['inputs']):,} examples, {model_steps(config)} segments): "
+        f"token accuracy [bold]{metrics['token_accuracy']:.1%}[/], exact accuracy [bold]{metrics['exact_accuracy']:.1%}[/], "
+        f"Q-halt accuracy {metrics['q_halt_accuracy']:.1%}; trained {trainer.global_step} steps in {train_seconds / 60:.1f} min. "
+        f"Checkpoint: {final}"
+    )
+    return metrics
+
+
+def make_trainer(config: DictConfig, precision, callbacks: list, run_dir: Path, resumed_step: int | None) -> L.Trainer:
+    t = config.trainer
     eval_every = int(t.eval_every)
-    trainer = L.Trainer(
+    return L.Trainer(
         accelerator=t.accelerator,
         devices=t.devices,
+        num_nodes=int(t.get("num_nodes", 1)),
         strategy=t.strategy,
         precision=precision,
         max_steps=int(t.max_steps),
@@ -102,28 +308,15 @@ def run(config: DictConfig, recipe: str | None = None) -> dict[str, float]:
         num_sanity_val_steps=0,
         limit_val_batches=None if eval_every else 0,
         log_every_n_steps=int(t.log_every),
-        logger=CSVLogger(run_dir, name="", version=""),
+        logger=MetricsLogger(run_dir, keep_before=resumed_step),
         callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],
         enable_progress_bar=bool(t.progress),
         enable_model_summary=False,
-        deterministic=False,
+        deterministic=bool(t.get("deterministic", False)),
+        use_distributed_sampler=False,  # training data is indexed by step; evaluation shards itself (module._eval_loader)
         default_root_dir=run_dir,
     )
-    started = time.time()
-    trainer.fit(module, ckpt_path=config.get("resume"), weights_only=True)
-    train_seconds = time.time() - started
-    results = trainer.test(module, verbose=False)[0]
-    final = run_dir / "final.ckpt"
-    trainer.save_checkpoint(final, weights_only=False)
-    metrics = {k.removeprefix("test/"): float(v) for k, v in results.items()}
-    console.print(
-        f"Held-out ({len(splits['test']['inputs']):,} examples, {model_steps(config)} segments): "
-        f"token accuracy [bold]{metrics['token_accuracy']:.1%}[/], exact accuracy [bold]{metrics['exact_accuracy']:.1%}[/], "
-        f"Q-halt accuracy {metrics['q_halt_accuracy']:.1%}; trained {trainer.global_step} steps in {train_seconds / 60:.1f} min. "
-        f"Checkpoint: {final}"
-    )
-    return metrics
 
 
 def model_steps(config: DictConfig) -> int:
