@@ -1,0 +1,12 @@
+"""latentreason: a pluggable framework for latent-reasoning models (HRM, TRM and descendants).
+
+The Python API (see `latentreason.api`): `register`, `add_config_dir`, `load_config`, `run`,
+`components`, `recipes`. Importing the package is cheap: torch, Hydra and Lightning are imported
+when a function needs them.
+"""
+
+from latentreason.api import add_config_dir, components, load_config, recipes, register, run
+from latentreason.registry import ConfigError
+
+__all__ = ["register", "add_config_dir", "load_config", "run", "components", "recipes", "ConfigError"]
+__version__ = "0.1.0"

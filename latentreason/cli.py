@@ -47,8 +47,9 @@ def cmd_run(args: list[str]) -> None:
     if dry_run:
         from omegaconf import OmegaConf
 
-        from latentreason.train.run import build_task, make_module
+        from latentreason.train.run import build_task, check_run_config, make_module
 
+        check_run_config(config)
         model = make_module(config, build_task(config)).model
         console.print(OmegaConf.to_yaml(config))
         console.print(f"{recipe or 'run'} ({config.preset} preset): {sum(p.numel() for p in model.parameters() if p.requires_grad):,} trainable parameters")
@@ -68,8 +69,7 @@ def cmd_data(args: list[str]) -> None:
 def cmd_list(args: list[str]) -> None:
     from rich.table import Table
 
-    from latentreason import registry
-    from latentreason.config import config_dir, recipe_files
+    from latentreason import plugins, registry
 
     kind = args[0] if args else None
     kinds = list(registry.KINDS) + ["recipe"]
@@ -80,29 +80,24 @@ def cmd_list(args: list[str]) -> None:
         table.add_column(column)
     for entry in registry.entries(None if kind in (None, "recipe") else kind):
         if kind != "recipe":
-            card = config_dir("registry") / entry.kind / f"{entry.name}.yaml"
-            table.add_row(entry.kind, entry.name, entry.origin + ("" if card.exists() else " (no card)"), entry.summary)
+            has_card = entry.name in plugins.config_options(entry.kind)
+            table.add_row(entry.kind, entry.name, entry.origin + ("" if has_card else " (no card)"), entry.summary)
     if kind in (None, "recipe"):
-        for name, path in recipe_files().items():
-            first = path.read_text().splitlines()[0].lstrip("# ").strip() if path.read_text() else ""
-            table.add_row("recipe", name, "built-in", first)
+        for name, (path, origin) in plugins.config_options("recipe").items():
+            text = path.read_text()
+            first = text.splitlines()[0].lstrip("# ").strip() if text else ""
+            table.add_row("recipe", name, origin, first)
     console.print(table)
 
 
 def load_checkpoint(path: str):
     """The trained module and its task from a checkpoint written by `latentreason run`."""
-    import torch
     from omegaconf import OmegaConf
 
-    from latentreason.registry import ConfigError
+    from latentreason.train.checkpoints import read_checkpoint
     from latentreason.train.run import build_task, make_module
 
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"Checkpoint {path} does not exist; runs write theirs to runs/<run>/final.ckpt")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any unpickling failure means a damaged file
-        raise ConfigError(f"Checkpoint {path} could not be read ({type(error).__name__}: {str(error).splitlines()[0]}); it may be truncated or not a latentreason checkpoint.") from None
+    checkpoint = read_checkpoint(path)  # weights_only; a damaged file is named with a good one of the same run
     config = OmegaConf.create(checkpoint["hyper_parameters"]["config"])
     task = build_task(config)
     module = make_module(config, task)
@@ -126,8 +121,7 @@ def cmd_eval(args: list[str]) -> None:
     module, task, config = load_checkpoint(options["ckpt"])
     source = options.get("data", "test")
     data = task.splits()[source] if source in ("test", "train") else task.read_file(source)
-    limit = int(options.get("limit", len(data["inputs"])))
-    batch_size = int(options.get("batch_size", config.trainer.eval_batch_size))
+    limit, batch_size = _positive(options, "limit", len(data["inputs"])), _positive(options, "batch_size", int(config.trainer.eval_batch_size))
     metrics = ReasoningMetrics()
     with torch.no_grad():
         for start in range(0, min(limit, len(data["inputs"])), batch_size):
@@ -138,6 +132,15 @@ def cmd_eval(args: list[str]) -> None:
             metrics.update(results)
     m = {k: float(v) for k, v in metrics.compute().items()}
     console.print(f"{source}: {int(m['count']):,} examples, token accuracy {m['token_accuracy']:.2%}, exact accuracy {m['exact_accuracy']:.2%}, mean steps {m['steps']:.2f}")
+
+
+def _positive(options: dict[str, str], key: str, default: int) -> int:
+    from latentreason.registry import ConfigError
+
+    value = options.get(key, str(default))
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"{key}={value!r} should be a positive integer")
+    return int(value)
 
 
 def cmd_solve(args: list[str]) -> None:
@@ -178,7 +181,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         COMMANDS[command](args)
     except (ConfigError, DatasetFormatError, FileNotFoundError, FloatingPointError) as error:
-        console.print(f"[red]error:[/] {error}")
+        # The framework's own checks (ConfigError: config, checkpoints, out of memory), bad data files,
+        # missing files and a non-finite loss end in one line; anything else is a bug and keeps its traceback.
+        from rich.markup import escape
+
+        console.print(f"[red]error:[/] {escape(str(error))}")
         return 2
     return 0
 

@@ -16,6 +16,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
 
+from latentreason import plugins
 from latentreason.registry import ConfigError, close_matches
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -23,26 +24,35 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 
 def config_dir(name: str) -> Path:
     """`registry` or `recipes`: inside the installed package, or at the top of a checkout."""
-    packaged = PACKAGE_DIR / f"_{name}"
-    return packaged if packaged.is_dir() else PACKAGE_DIR.parent / name
+    return plugins.builtin_config_dir(name)
 
 
 def recipe_files() -> dict[str, Path]:
-    return {p.stem: p for p in sorted(config_dir("recipes").glob("*.yaml"))}
+    """Every recipe, built-in and from plugins or `add_config_dir`: name -> file."""
+    return {name: path for name, (path, _) in plugins.config_options("recipe").items()}
 
 
-_stored = False
+_stored: set[tuple[str, str]] = set()
 
 
 def _store_recipes() -> None:
-    """Make every recipe file an option of the Hydra group `recipe` (global package)."""
-    global _stored
-    if _stored:
-        return
+    """Put what Hydra cannot find in the primary config folder into its ConfigStore.
+
+    Every recipe becomes an option of the group `recipe` (global package); the cards of plugins
+    and of `add_config_dir` folders become options of their group (`halt=ponder`), with the package
+    their `# @package` header names (their group by default).
+    """
     store = ConfigStore.instance()
-    for name, path in recipe_files().items():
-        store.store(group="recipe", name=name, node=OmegaConf.load(path), package="_global_")
-    _stored = True
+    for source in plugins.config_sources():
+        for group in source.groups():
+            if group != "recipe" and source.origin == "built-in":
+                continue  # the built-in cards are files of the primary config folder
+            for name, path in source.options(group).items():
+                if (group, name) in _stored:
+                    continue
+                package = "_global_" if group == "recipe" else plugins.config_package(path)
+                store.store(group=group, name=name, node=OmegaConf.load(path), package=package)
+                _stored.add((group, name))
 
 
 def _compose(overrides: list[str]) -> DictConfig:
@@ -82,10 +92,9 @@ def _keys_at(path: str, overrides: list[str]) -> list[str]:
 
 
 def group_options(group: str) -> list[str] | None:
-    if group == "recipe":
-        return list(recipe_files())
-    folder = config_dir("registry") / group
-    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else None
+    """The options of a config group (built-in and added ones), or None if there is no such group."""
+    options = sorted(plugins.config_options(group))
+    return options or (None if group != "recipe" else [])
 
 
 def resolve_preset(requested: str, presets: dict) -> str:
@@ -101,7 +110,18 @@ def load_config(overrides: list[str]) -> DictConfig:
     first = _compose(overrides)
     presets = OmegaConf.to_container(first.get("presets") or {}, resolve=False)
     preset = resolve_preset(str(first.preset), presets)
-    config = _compose(list(presets.get(preset, [])) + overrides) if presets.get(preset) else first
+    preset_overrides = list(presets.get(preset) or [])
+    try:
+        config = _compose(preset_overrides + overrides) if preset_overrides else first
+    except ConfigError as error:
+        # A preset sized for the recipe's own parts may not fit a part swapped in on the command line.
+        bad = [o for o in preset_overrides if o.partition("=")[0] in str(error)]
+        if not bad:
+            raise
+        raise ConfigError(
+            f"The {preset} preset of this recipe sets {', '.join(bad)}, which does not fit your overrides ({error}). "
+            f"Use the recipe made for that part (latentreason list recipe), pass preset=paper, or give its settings yourself."
+        ) from None
     with_preset = OmegaConf.to_container(config, resolve=False)
     with_preset["preset"] = preset
     return OmegaConf.create(with_preset)

@@ -48,13 +48,16 @@ def register(kind: str, name: str | None = None):
 
     def decorator(factory):
         key = name or factory.__name__
+        if not factory.__module__.startswith("latentreason."):
+            load_builtins()  # a plugin's or a notebook's component: clashes with built-ins are caught now
+        origin = _origin_of(factory)
         existing = _REGISTRY[kind].get(key)
         if existing is not None and existing.factory is not factory:
             raise ConfigError(
                 f"{kind} {key!r} is registered twice: by {existing.origin} ({_where(existing.factory)}) "
-                f"and by {_current_origin} ({_where(factory)}). Rename one of them."
+                f"and by {origin} ({_where(factory)}). Rename one of them."
             )
-        _REGISTRY[kind][key] = Entry(kind, key, factory, _current_origin)
+        _REGISTRY[kind][key] = Entry(kind, key, factory, origin)
         return factory
 
     return decorator
@@ -62,6 +65,18 @@ def register(kind: str, name: str | None = None):
 
 def _where(factory) -> str:
     return f"{factory.__module__}.{factory.__qualname__}"
+
+
+def _origin_of(factory) -> str:
+    """Where a component comes from: a plugin while it loads, "built-in", an installed distribution, or the user's module."""
+    if _current_origin != "built-in" or factory.__module__.startswith("latentreason."):
+        return _current_origin
+    from importlib.metadata import packages_distributions, version
+
+    top = factory.__module__.split(".")[0]
+    for dist in packages_distributions().get(top, []):
+        return f"{dist} {version(dist)}"
+    return f"local ({factory.__module__})"
 
 
 def get(kind: str, name: str) -> Entry:
@@ -145,12 +160,15 @@ _builtins_loaded = False
 
 
 def load_builtins() -> None:
-    """Import the built-in component modules once, so that their @register decorators run."""
+    """Import the built-in component modules once, so that their @register decorators run; then the plugins."""
     global _builtins_loaded
     if _builtins_loaded:
         return
     _builtins_loaded = True
     import importlib
 
-    for module in ("cores.hrm", "cores.looped", "cores.trm", "cores.latent_diffusion", "grad.one_step", "grad.tbptt", "halting.q_act", "halting.fixed", "halting.halt_only", "tasks.sudoku"):
+    for module in ("cores.hrm", "cores.looped", "cores.trm", "cores.latent_diffusion", "grad.one_step", "grad.tbptt", "halting.q_act", "halting.fixed", "halting.halt_only", "tasks.sudoku", "tasks.seq2seq"):
         importlib.import_module(f"latentreason.{module}")
+    from latentreason.plugins import load_plugins
+
+    load_plugins()
