@@ -2,9 +2,10 @@
 
     python benchmarks/compare_cores.py --minutes 3
 
-Each recipe trains with its `cpu` preset for at most `--minutes` of training time (its learning-rate
-schedule still spans the preset's max_steps), then is evaluated on the whole held-out split. Writes
-a markdown table to docs/comparison.md and prints it.
+Each recipe trains with its `cpu` preset for exactly `--minutes` of training time (no step limit,
+and a constant learning rate after warmup, so that no run is favoured by where its decay ends),
+then is evaluated on the whole held-out split. Writes a markdown table to docs/comparison.md and
+prints it.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ COLUMNS = ("recipe", "parameters", "steps", "train min", "token acc", "exact acc
 
 def run_one(recipe: str, minutes: float, seed: int, root: Path) -> dict[str, str]:
     command = [sys.executable, "-m", "latentreason.cli", "run", f"recipe={recipe}", "preset=cpu", f"seed={seed}",
-               f"trainer.max_minutes={minutes}", "trainer.progress=false", f"output_dir={root}", f"run_name={recipe}"]
+               f"trainer.max_minutes={minutes}", "trainer.max_steps=1000000", "optim.min_lr_ratio=1.0", "trainer.eval_every=0", "trainer.progress=false", f"output_dir={root}", f"run_name={recipe}"]
     started = time.time()
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
@@ -64,8 +65,9 @@ def main() -> None:
     lines = [
         "# Cores compared at the same wall-clock budget",
         "",
-        f"Each recipe's `cpu` preset (4x4 Sudoku, see [Configs](configs.md)) trained for at most {args.minutes:g} minutes, "
-        f"seed {args.seed}, then evaluated on the whole held-out split with its policy's maximum number of segments. "
+        f"Each recipe's `cpu` preset (4x4 Sudoku, see [Configs](configs.md)) trained for {args.minutes:g} minutes "
+        f"(no step limit, constant learning rate after warmup), seed {args.seed}, then evaluated on the whole held-out "
+        f"split with its policy's maximum number of segments. One run each: differences of a point or two are noise. "
         f"Machine: {machine}, 2 cores. Regenerate with `python benchmarks/compare_cores.py --minutes {args.minutes:g}`.",
         "",
         "| " + " | ".join(COLUMNS) + " |",
