@@ -77,7 +77,7 @@ def components_page() -> str:
 
 
 def recipes_page() -> str:
-    from latentreason import plugins, registry
+    from latentreason import plugins
     from latentreason.config import load_config
 
     lines = [

@@ -15,6 +15,21 @@ from torch import nn
 State = dict[str, torch.Tensor]
 
 
+def make_rotary(positions: str, hidden_size: int, num_heads: int, seq_len: int, rope_theta: float, allowed=("rope", "learned")):
+    """Check `core.positions` and build the rotary embedding it asks for (None for the others)."""
+    from latentreason.cores.blocks import Rotary, head_size
+    from latentreason.registry import ConfigError
+
+    if positions not in allowed:
+        raise ConfigError(f"core.positions must be {' or '.join(repr(a) for a in allowed)}, got {positions!r}")
+    return Rotary(head_size(hidden_size, num_heads), seq_len, rope_theta) if positions == "rope" else None
+
+
+def compile_updates(updates: dict, enabled: bool) -> dict:
+    """`trainer.compile`: capture each update function as one graph (no data-dependent Python in them)."""
+    return {k: torch.compile(f, fullgraph=True, dynamic=False) for k, f in updates.items()} if enabled else updates
+
+
 @dataclass(frozen=True)
 class Update:
     """One step of a segment: run the function `name`, which writes the state field `writes`."""

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import torch
 
-from latentreason.cores.base import Core, State, Update
-from latentreason.cores.blocks import Rotary, Stack, head_size, initial_state_vector
+from latentreason.cores.base import Core, State, Update, compile_updates, make_rotary
+from latentreason.cores.blocks import Stack, initial_state_vector
 from latentreason.registry import ConfigError, register
 
 
@@ -41,20 +41,17 @@ class HRM(Core):
         compile: bool = False,
     ):
         super().__init__()
-        if positions not in ("rope", "learned"):
-            raise ConfigError(f"core.positions must be 'rope' or 'learned', got {positions!r}")
         if H_cycles < 1 or L_cycles < 1:
             raise ConfigError(f"core.H_cycles and core.L_cycles must be >= 1, got {H_cycles} and {L_cycles}")
         self.hidden_size, self.positions = hidden_size, positions
         self.H_cycles, self.L_cycles = H_cycles, L_cycles
         self.H = Stack(H_layers, hidden_size, num_heads, expansion, mlp_multiple)
         self.L = Stack(L_layers, hidden_size, num_heads, expansion, mlp_multiple)
-        self.rotary = Rotary(head_size(hidden_size, num_heads), seq_len, rope_theta) if positions == "rope" else None
+        self.rotary = make_rotary(positions, hidden_size, num_heads, seq_len, rope_theta)
         self.register_buffer("H_init", initial_state_vector(hidden_size), persistent=True)
         self.register_buffer("L_init", initial_state_vector(hidden_size), persistent=True)
         self._updates = {"L": self.update_L, "H": self.update_H}
-        if compile:
-            self._updates = {k: torch.compile(f, fullgraph=True, dynamic=False) for k, f in self._updates.items()}
+        self._updates = compile_updates(self._updates, compile)
 
     def initial_state(self, batch_size: int, length: int, device) -> State:
         shape = (batch_size, length, self.hidden_size)

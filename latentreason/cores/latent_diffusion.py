@@ -25,8 +25,8 @@ import math
 
 import torch
 
-from latentreason.cores.base import Core, State, Update
-from latentreason.cores.blocks import Linear, Rotary, Stack, head_size
+from latentreason.cores.base import Core, State, Update, compile_updates, make_rotary
+from latentreason.cores.blocks import Linear, Stack
 from latentreason.registry import ConfigError, register
 
 LEVEL_FEATURES = 8  # Fourier frequencies used to embed the noise level
@@ -54,19 +54,16 @@ class LatentDiffusion(Core):
         compile: bool = False,
     ):
         super().__init__()
-        if positions not in ("rope", "learned"):
-            raise ConfigError(f"core.positions must be 'rope' or 'learned', got {positions!r}")
         if updates_per_segment < 1 or num_levels < 1:
             raise ConfigError(f"core.updates_per_segment and core.num_levels must be >= 1, got {updates_per_segment} and {num_levels}")
         self.hidden_size, self.positions = hidden_size, positions
         self.updates_per_segment, self.num_levels = updates_per_segment, num_levels
         self.net = Stack(num_layers, hidden_size, num_heads, expansion, mlp_multiple)
         self.level_embed = Linear(2 * LEVEL_FEATURES, hidden_size, bias=True)
-        self.rotary = Rotary(head_size(hidden_size, num_heads), seq_len, rope_theta) if positions == "rope" else None
+        self.rotary = make_rotary(positions, hidden_size, num_heads, seq_len, rope_theta)
         self.register_buffer("frequencies", math.pi * 2.0 ** torch.arange(LEVEL_FEATURES, dtype=torch.float32), persistent=False)
         self._updates = {"denoise": self.denoise, "renoise": self.renoise}
-        if compile:
-            self._updates = {k: torch.compile(f, fullgraph=True, dynamic=False) for k, f in self._updates.items()}
+        self._updates = compile_updates(self._updates, compile)
 
     def initial_state(self, batch_size: int, length: int, device, target: torch.Tensor | None = None) -> State:
         shape = (batch_size, length, self.hidden_size)

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import torch
 
-from latentreason.cores.base import Core, State, Update
-from latentreason.cores.blocks import Rotary, Stack, head_size, initial_state_vector
+from latentreason.cores.base import Core, State, Update, compile_updates, make_rotary
+from latentreason.cores.blocks import Stack, initial_state_vector
 from latentreason.registry import ConfigError, register
 
 
@@ -39,16 +39,14 @@ class Looped(Core):
         compile: bool = False,
     ):
         super().__init__()
-        if positions not in ("rope", "learned"):
-            raise ConfigError(f"core.positions must be 'rope' or 'learned', got {positions!r}")
         if L_cycles < 1 or L_layers < 1:
             raise ConfigError(f"core.L_cycles and core.L_layers must be >= 1, got {L_cycles} and {L_layers}")
         self.hidden_size, self.positions = hidden_size, positions
         self.L_cycles = L_cycles
         self.L = Stack(L_layers, hidden_size, num_heads, expansion, mlp_multiple)
-        self.rotary = Rotary(head_size(hidden_size, num_heads), seq_len, rope_theta) if positions == "rope" else None
+        self.rotary = make_rotary(positions, hidden_size, num_heads, seq_len, rope_theta)
         self.register_buffer("z_init", initial_state_vector(hidden_size), persistent=True)
-        self._update = torch.compile(self.update_L, fullgraph=True, dynamic=False) if compile else self.update_L
+        self._update = compile_updates({"L": self.update_L}, compile)["L"]
 
     def initial_state(self, batch_size: int, length: int, device) -> State:
         return {"z": self.z_init.to(device).expand(batch_size, length, self.hidden_size)}

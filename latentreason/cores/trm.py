@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import torch
 
-from latentreason.cores.base import Core, State, Update
-from latentreason.cores.blocks import Rotary, Stack, TokenMLPStack, head_size, initial_state_vector
+from latentreason.cores.base import Core, State, Update, compile_updates, make_rotary
+from latentreason.cores.blocks import Stack, TokenMLPStack, initial_state_vector
 from latentreason.registry import ConfigError, register
 
 
@@ -48,8 +48,6 @@ class TRM(Core):
         super().__init__()
         if mixer not in ("attn", "mlp"):
             raise ConfigError(f"core.mixer must be 'attn' or 'mlp', got {mixer!r}")
-        if positions not in ("rope", "learned", "none"):
-            raise ConfigError(f"core.positions must be 'rope', 'learned' or 'none', got {positions!r}")
         if H_cycles < 1 or L_cycles < 1 or num_layers < 1:
             raise ConfigError(f"core.H_cycles, core.L_cycles and core.num_layers must be >= 1, got {H_cycles}, {L_cycles} and {num_layers}")
         if mixer == "mlp" and positions == "rope":
@@ -60,12 +58,11 @@ class TRM(Core):
             self.net = Stack(num_layers, hidden_size, num_heads, expansion, mlp_multiple)
         else:
             self.net = TokenMLPStack(num_layers, hidden_size, seq_len, expansion, mlp_multiple)
-        self.rotary = Rotary(head_size(hidden_size, num_heads), seq_len, rope_theta) if positions == "rope" else None
+        self.rotary = make_rotary(positions, hidden_size, num_heads, seq_len, rope_theta, ("rope", "learned", "none"))
         self.register_buffer("y_init", initial_state_vector(hidden_size), persistent=True)
         self.register_buffer("z_init", initial_state_vector(hidden_size), persistent=True)
         self._updates = {"z": self.update_z, "y": self.update_y}
-        if compile:
-            self._updates = {k: torch.compile(f, fullgraph=True, dynamic=False) for k, f in self._updates.items()}
+        self._updates = compile_updates(self._updates, compile)
 
     def initial_state(self, batch_size: int, length: int, device) -> State:
         shape = (batch_size, length, self.hidden_size)

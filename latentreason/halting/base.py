@@ -38,3 +38,21 @@ class HaltingPolicy(nn.Module):
     def loss(self, logits: HaltLogits, targets: dict[str, torch.Tensor], exact: torch.Tensor) -> dict[str, torch.Tensor]:
         """Weighted, batch-summed loss terms; `exact` says per row whether the prediction is exactly right."""
         return {}
+
+
+def halting_head(hidden_size: int, outputs: int, init_bias: float) -> nn.Linear:
+    """A halting head with zero weights and a strongly negative bias: halting starts off (HRM, TRM)."""
+    from latentreason.cores.blocks import Linear
+
+    head = Linear(hidden_size, outputs, bias=True)
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.fill_(init_bias)
+    return head
+
+
+def explore(halted: torch.Tensor, steps: torch.Tensor, max_steps: int, probability: float) -> torch.Tensor:
+    """Exploration: with `probability` a row gets a minimum number of steps drawn from [2, max_steps]."""
+    chosen = torch.rand(steps.shape, device=steps.device) < probability
+    min_steps = chosen * torch.randint_like(steps, low=2, high=max_steps + 1)
+    return halted & (steps >= min_steps)

@@ -15,8 +15,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from latentreason.cores.blocks import Linear
-from latentreason.halting.base import HaltingPolicy, HaltLogits
+from latentreason.halting.base import HaltingPolicy, HaltLogits, explore, halting_head
 from latentreason.halting.q_act import check_eval_halt, eval_halted
 from latentreason.registry import ConfigError, register
 
@@ -45,10 +44,7 @@ class HaltOnly(HaltingPolicy):
         check_eval_halt(eval_halt, eval_threshold, EVAL_HALT_RULES, "halt_only")
         self.max_steps, self.exploration_prob, self.loss_weight = max_steps, exploration_prob, loss_weight
         self.eval_halt, self.eval_threshold = eval_halt, eval_threshold
-        self.head = Linear(hidden_size, 1, bias=True)
-        with torch.no_grad():  # start with halting off: the halt logit far below zero
-            self.head.weight.zero_()
-            self.head.bias.fill_(init_bias)
+        self.head = halting_head(hidden_size, 1, init_bias)
 
     def logits(self, hidden: torch.Tensor) -> HaltLogits:
         return {"q_halt": self.head(hidden[:, 0]).float()[:, 0]}
@@ -61,9 +57,7 @@ class HaltOnly(HaltingPolicy):
             if self.max_steps == 1:
                 return is_last, {}
             halted = is_last | (logits["q_halt"] > 0)
-            explore = torch.rand_like(logits["q_halt"]) < self.exploration_prob
-            min_steps = explore * torch.randint_like(steps, low=2, high=self.max_steps + 1)
-            return halted & (steps >= min_steps), {}
+            return explore(halted, steps, self.max_steps, self.exploration_prob), {}
 
     def loss(self, logits: HaltLogits, targets: dict[str, torch.Tensor], exact: torch.Tensor) -> dict[str, torch.Tensor]:
         bce = F.binary_cross_entropy_with_logits(logits["q_halt"], exact.float(), reduction="sum")

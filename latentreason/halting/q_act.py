@@ -15,10 +15,8 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from latentreason.cores.blocks import Linear
-from latentreason.halting.base import HaltingPolicy, HaltLogits
+from latentreason.halting.base import HaltingPolicy, HaltLogits, explore, halting_head
 from latentreason.registry import ConfigError, register
 
 EVAL_HALT_RULES = ("max_steps", "q_halt", "q_halt_minus_continue")
@@ -62,10 +60,7 @@ class QACT(HaltingPolicy):
         check_eval_halt(eval_halt, eval_threshold, EVAL_HALT_RULES, "q_act")
         self.max_steps, self.exploration_prob, self.loss_weight = max_steps, exploration_prob, loss_weight
         self.eval_halt, self.eval_threshold = eval_halt, eval_threshold
-        self.head = Linear(hidden_size, 2, bias=True)
-        with torch.no_grad():  # start with halting off: both Q values far below zero
-            self.head.weight.zero_()
-            self.head.bias.fill_(init_bias)
+        self.head = halting_head(hidden_size, 2, init_bias)  # halt and continue Q values
 
     def logits(self, hidden: torch.Tensor) -> HaltLogits:
         q = self.head(hidden[:, 0]).float()
@@ -79,9 +74,7 @@ class QACT(HaltingPolicy):
             if self.max_steps == 1:
                 return is_last, {}
             halted = is_last | (logits["q_halt"] > logits["q_continue"])
-            explore = torch.rand_like(logits["q_halt"]) < self.exploration_prob
-            min_steps = explore * torch.randint_like(steps, low=2, high=self.max_steps + 1)
-            halted = halted & (steps >= min_steps)
+            halted = explore(halted, steps, self.max_steps, self.exploration_prob)
             nxt = next_logits()
             bootstrap = torch.where(is_last, nxt["q_halt"], torch.maximum(nxt["q_halt"], nxt["q_continue"]))
             return halted, {"q_continue": torch.sigmoid(bootstrap)}
