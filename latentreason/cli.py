@@ -15,8 +15,8 @@ USAGE = """usage:
   latentreason run recipe=NAME [preset=cpu|paper] [key=value ...]   train, evaluate, save a checkpoint
   latentreason list [core|grad|halt|task|recipe]                     registered components and recipes
   latentreason data recipe=NAME [key=value ...]                      build and cache the recipe's dataset
-  latentreason eval ckpt=PATH [data=FILE|test|train] [limit=N]       token and exact accuracy
-  latentreason solve ckpt=PATH PUZZLE                                solve one puzzle and print the grid"""
+  latentreason eval ckpt=PATH [data=FILE|test|train] [limit=N]       token and exact accuracy (ARC: pass@k, submission.json)
+  latentreason solve ckpt=PATH PUZZLE [png=FILE]                     solve one puzzle, show the grids (and save a PNG)"""
 
 
 def _key_values(args: list[str], allowed: set[str], command: str) -> tuple[dict[str, str], list[str]]:
@@ -91,7 +91,11 @@ def cmd_list(args: list[str]) -> None:
 
 
 def load_checkpoint(path: str):
-    """The trained module and its task from a checkpoint written by `latentreason run`."""
+    """The trained module and its task from a checkpoint written by `latentreason run`.
+
+    The model is built with the checkpoint's own number of puzzle identifiers, so loading needs
+    no data; `use_puzzle_names` then fits the table to the data at hand.
+    """
     from omegaconf import OmegaConf
 
     from latentreason.train.checkpoints import read_checkpoint
@@ -100,7 +104,9 @@ def load_checkpoint(path: str):
     checkpoint = read_checkpoint(path)  # weights_only; a damaged file is named with a good one of the same run
     config = OmegaConf.create(checkpoint["hyper_parameters"]["config"])
     task = build_task(config)
-    module = make_module(config, task)
+    table = checkpoint["state_dict"].get("model.puzzle.table")
+    module = make_module(config, task, num_puzzle_ids=table.shape[0] if table is not None else 1)
+    module.puzzle_names = checkpoint.get("puzzle_names")
     module.load_state_dict(checkpoint["state_dict"])
     if checkpoint.get("ema"):  # trained with trainer.ema: predict with the averaged weights, as the run evaluated
         module.model.load_state_dict({**module.model.state_dict(), **checkpoint["ema"]})
@@ -108,30 +114,80 @@ def load_checkpoint(path: str):
     return module, task, config
 
 
-def cmd_eval(args: list[str]) -> None:
+def use_puzzle_names(module, split) -> None:
+    """Fit the loaded puzzle-embedding table to the identifiers of `split`, saying what changed."""
+    from latentreason.model import adapt_puzzle_table
+
+    puzzle = module.model.puzzle
+    if puzzle is None:
+        return
+    names = split.get("names")
+    count = len(names) if names is not None else max(puzzle.table.shape[0], int(split["puzzle_ids"].max()) + 1)
+    table, message = adapt_puzzle_table(puzzle.table, module.puzzle_names, names, count)
+    if message:
+        puzzle.table = table
+        module.puzzle_names = names
+        console.print(f"[yellow]{message}[/]")
+
+
+def predict(module, split, batch_size: int, limit: int | None = None) -> dict:
+    """Run every row of `split` to its halting step: predicted tokens, confidence, and the usual metrics."""
+    from contextlib import nullcontext
+
     import torch
 
-    from latentreason.registry import ConfigError
+    from latentreason.console import progress
     from latentreason.train.deep_supervision import per_row_results, run_to_halt
     from latentreason.train.metrics import ReasoningMetrics
+    from latentreason.train.module import confidence
 
-    options, rest = _key_values(args, {"ckpt", "data", "limit", "batch_size"}, "eval")
-    if "ckpt" not in options or rest:
-        raise ConfigError("usage: latentreason eval ckpt=PATH [data=FILE|test|train] [limit=N]")
-    module, task, config = load_checkpoint(options["ckpt"])
-    source = options.get("data", "test")
-    data = task.splits()[source] if source in ("test", "train") else task.read_file(source)
-    limit, batch_size = _positive(options, "limit", len(data["inputs"])), _positive(options, "batch_size", int(config.trainer.eval_batch_size))
-    metrics = ReasoningMetrics()
-    with torch.no_grad():
-        for start in range(0, min(limit, len(data["inputs"])), batch_size):
-            stop = min(start + batch_size, limit)
-            logits, steps, halt_logits = run_to_halt(module.model, data["inputs"][start:stop], data["puzzle_ids"][start:stop])
-            results = per_row_results(logits, data["labels"][start:stop])
+    count = len(split["inputs"]) if limit is None else min(limit, len(split["inputs"]))
+    metrics, predictions, confidences, segments = ReasoningMetrics(), [], [], []
+    bar = progress("Predicting", count) if count > batch_size else nullcontext(lambda n: None)  # no bar for a single batch
+    with torch.no_grad(), bar as advance:
+        for start in range(0, count, batch_size):
+            stop = min(start + batch_size, count)
+            logits, steps, halt_logits = run_to_halt(module.model, split["inputs"][start:stop], split["puzzle_ids"][start:stop])
+            results = per_row_results(logits, split["labels"][start:stop])
             results.update(steps=steps, **halt_logits)
             metrics.update(results)
-    m = {k: float(v) for k, v in metrics.compute().items()}
+            predictions.append(logits.argmax(-1))
+            confidences.append(confidence(halt_logits, stop - start))
+            segments.append(steps)
+            advance(stop - start)
+    return {
+        "predictions": torch.cat(predictions), "confidence": torch.cat(confidences), "steps": torch.cat(segments), "count": count,
+        "metrics": {k: float(v) for k, v in metrics.compute().items()},
+    }
+
+
+def cmd_eval(args: list[str]) -> None:
+    from latentreason.registry import ConfigError
+    from latentreason.train.run import format_scores
+
+    options, rest = _key_values(args, {"ckpt", "data", "solutions", "limit", "batch_size", "out"}, "eval")
+    if "ckpt" not in options or rest:
+        raise ConfigError("usage: latentreason eval ckpt=PATH [data=FILE|test|train] [solutions=FILE] [limit=N] [out=DIR]")
+    module, task, config = load_checkpoint(options["ckpt"])
+    source = options.get("data", "test")
+    if source in ("test", "train"):
+        data = task.splits()[source]
+    else:
+        data = task.read_file(source, solutions=options["solutions"]) if "solutions" in options else task.read_file(source)
+    use_puzzle_names(module, data)
+    limit, batch_size = _positive(options, "limit", len(data["inputs"])), _positive(options, "batch_size", int(config.trainer.eval_batch_size))
+    out = predict(module, data, batch_size, limit)
+    m = out["metrics"]
     console.print(f"{source}: {int(m['count']):,} examples, token accuracy {m['token_accuracy']:.2%}, exact accuracy {m['exact_accuracy']:.2%}, mean steps {m['steps']:.2f}")
+    if task.scores_predictions:
+        if out["count"] < len(data["inputs"]):
+            data = {k: v[: out["count"]] for k, v in data.items() if k != "names"} | ({"names": data["names"]} if "names" in data else {})
+        ckpt = Path(options["ckpt"]).resolve()
+        run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+        out_dir = Path(options.get("out") or run_dir / f"eval-{Path(source).stem}")
+        scores = task.score(data, out["predictions"], out["confidence"], out_dir)
+        if scores:
+            console.print(f"{type(task).__name__} scores: {format_scores(scores)}")
 
 
 def _positive(options: dict[str, str], key: str, default: int) -> int:
@@ -144,21 +200,22 @@ def _positive(options: dict[str, str], key: str, default: int) -> int:
 
 
 def cmd_solve(args: list[str]) -> None:
-    import torch
-
     from latentreason.registry import ConfigError
-    from latentreason.train.deep_supervision import run_to_halt
+    from latentreason.render import save_png, show
 
-    options, rest = _key_values(args, {"ckpt"}, "solve")
+    options, rest = _key_values(args, {"ckpt", "png"}, "solve")
     if "ckpt" not in options or len(rest) != 1:
-        raise ConfigError("usage: latentreason solve ckpt=PATH PUZZLE (one line, '.' for blanks)")
-    module, task, _ = load_checkpoint(options["ckpt"])
-    puzzle = task.parse_input(rest[0]).unsqueeze(0)
-    with torch.no_grad():
-        logits, steps, _ = run_to_halt(module.model, puzzle)
-    console.print(task.render(puzzle[0]))
-    console.print(f"\nafter {int(steps[0])} segments:")
-    console.print(task.render(logits.argmax(-1)[0]))
+        raise ConfigError("usage: latentreason solve ckpt=PATH PUZZLE [png=FILE] (PUZZLE: the puzzle on one line, or a file holding it; ARC: a task .json)")
+    module, task, config = load_checkpoint(options["ckpt"])
+    split = task.puzzle_split(rest[0])
+    use_puzzle_names(module, split)
+    out = predict(module, split, int(config.trainer.eval_batch_size))
+    panels = task.present(split, out["predictions"], out["confidence"])
+    show(panels)
+    steps = out["steps"].float()
+    console.print(f"after {int(steps[0])} segments" if len(steps) == 1 else f"{len(steps)} variants, after {steps.mean():.1f} segments on average")
+    if "png" in options:
+        console.print(f"Saved {save_png(panels, options['png'])}")
 
 
 COMMANDS = {"run": cmd_run, "list": cmd_list, "data": cmd_data, "eval": cmd_eval, "solve": cmd_solve}

@@ -61,6 +61,40 @@ class PuzzleEmbedding(nn.Module):
         self.table[unique] = self.table[unique] * (1 - lr * weight_decay) - lr * grad.sign()
 
 
+def adapt_puzzle_table(
+    table: torch.Tensor, names: list[str] | None, new_names: list[str] | None, count: int
+) -> tuple[torch.Tensor, str | None]:
+    """The rows of a saved puzzle-embedding table for data with `count` identifiers, and what was done.
+
+    Rows are matched by identifier name when both sides know their names (so a puzzle keeps its
+    embedding wherever it sits in the new data), otherwise by position. Identifiers the table does
+    not know start at the mean of its rows, the embedding of "some puzzle seen in training".
+    Returns (table, None) when nothing had to change, else a one-line account for the user.
+    """
+    if names is not None and new_names is not None:
+        if list(names) == list(new_names):
+            return table, None
+        index = {name: row for row, name in enumerate(names)}
+        source = [index.get(name, -1) for name in new_names]
+        how = "matched by name"
+    else:
+        if table.shape[0] == count:
+            return table, None
+        source = [row if row < table.shape[0] else -1 for row in range(count)]
+        how = "matched by position"
+    source = torch.tensor(source, dtype=torch.long)
+    known = source >= 0
+    out = table.mean(0, keepdim=True).repeat(count, 1)
+    out[known] = table[source[known]]
+    kept, new = int(known.sum()), int((~known).sum())
+    message = f"The checkpoint's puzzle embeddings cover {table.shape[0]:,} identifiers, the data has {count:,}: {kept:,} rows kept ({how})"
+    if new:
+        message += f", {new:,} new rows initialised to the mean of the checkpoint's rows"
+    if table.shape[0] > kept:
+        message += f", {table.shape[0] - kept:,} rows of identifiers absent from the data left out"
+    return out, message + "."
+
+
 class ReasoningModel(nn.Module):
     def __init__(
         self,

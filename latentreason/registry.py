@@ -167,7 +167,7 @@ def load_builtins() -> None:
     _builtins_loaded = True
     import importlib
 
-    for module in ("cores.hrm", "cores.looped", "cores.trm", "cores.latent_diffusion", "grad.one_step", "grad.tbptt", "halting.q_act", "halting.fixed", "halting.halt_only", "tasks.sudoku", "tasks.seq2seq"):
+    for module in ("cores.hrm", "cores.looped", "cores.trm", "cores.latent_diffusion", "grad.one_step", "grad.tbptt", "halting.q_act", "halting.fixed", "halting.halt_only", "tasks.sudoku", "tasks.seq2seq", "tasks.maze", "tasks.arc"):
         importlib.import_module(f"latentreason.{module}")
     from latentreason.plugins import load_plugins
 

@@ -10,6 +10,7 @@ with the message it gets; regenerate it with
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -81,6 +82,12 @@ CASES = [
     ("eval-data", "missing evaluation file", ["eval", "ckpt={ckpt}", "data={tmp}/none.csv"], "Sudoku dataset file not found"),
     ("solve-puzzle", "malformed puzzle", ["solve", "ckpt={ckpt}", "12x"], "the command line"),
     ("list-kind", "unknown kind", ["list", "cores"], "Did you mean 'core'"),
+    ("arc-no-data", "ARC without its data", ["run", "recipe=hrm_arc1", "preset=cpu", "--dry-run"], "The arc task needs its data: task.train_path="),
+    ("arc-colour", "ARC grid with a colour outside 0..9", ["run", "recipe=hrm_arc1", "preset=cpu", "task.train_path={arc_colour}", "--dry-run"], "task 'bad', train[0].output[1][2] is colour 10; colours are whole numbers 0..9"),
+    ("arc-ragged", "ARC grid with rows of different lengths", ["run", "recipe=hrm_arc1", "preset=cpu", "task.train_path={arc_ragged}", "--dry-run"], "train[0].input[1] has 2 cells but row 0 has 3"),
+    ("arc-too-large", "ARC grid larger than the canvas", ["run", "recipe=hrm_arc1", "preset=cpu", "task.train_path={arc_ragged}/../arc_large", "task.skip_larger=false", "--dry-run"], "has a grid larger than task.size=10"),
+    ("maze-size", "maze too small", ["run", "recipe=hrm_maze", "preset=cpu", "task.size=3", "--dry-run"], "task.size=3 should be an integer of at least 5"),
+    ("maze-file", "malformed maze file", ["run", "recipe=hrm_maze", "preset=cpu", "task.train_file={bad_maze}", "trainer.progress=false"], "maze.csv:2:"),
     ("oom-cuda", "out of memory (GPU)", [*RUN], "Out of memory at step 0"),
     ("oom-cpu", "out of memory (CPU)", [*RUN], "Lower trainer.global_batch_size (now 8), core.hidden_size (now 32) or halt.max_steps (now 2)"),
 ]
@@ -115,7 +122,17 @@ def files(tmp_path_factory):
         ckpt = tmp / "good" / "case" / "final.ckpt"
         truncated = tmp / "good" / "case" / "checkpoints" / "truncated.ckpt"
         truncated.write_bytes(ckpt.read_bytes()[:5000])
-        yield {"tmp": str(tmp), "empty_csv": str(tmp / "empty.csv"), "bad_csv": str(tmp / "bad.csv"), "ckpt": str(ckpt), "truncated": str(truncated)}
+        grid = [[1, 2, 3], [4, 5, 6]]
+        for folder, task in (
+            ("arc_colour", {"train": [{"input": grid, "output": [[1, 2, 3], [4, 5, 10]]}], "test": [{"input": grid}]}),
+            ("arc_ragged", {"train": [{"input": [[1, 2, 3], [4, 5]], "output": grid}], "test": [{"input": grid}]}),
+            ("arc_large", {"train": [{"input": [[1] * 12] * 12, "output": grid}], "test": [{"input": grid}]}),
+        ):
+            (tmp / folder).mkdir()
+            (tmp / folder / "bad.json").write_text(json.dumps(task))
+        (tmp / "maze.csv").write_text("source,q,a,rating\ngen,#####,#####,0\n")
+        yield {"tmp": str(tmp), "empty_csv": str(tmp / "empty.csv"), "bad_csv": str(tmp / "bad.csv"), "ckpt": str(ckpt), "truncated": str(truncated),
+               "arc_colour": str(tmp / "arc_colour"), "arc_ragged": str(tmp / "arc_ragged"), "bad_maze": str(tmp / "maze.csv")}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
@@ -164,7 +181,7 @@ def render_table() -> str:
         return shown + (" (memory error simulated)" if name in OOM else "")
 
     rows = [
-        f"| `{name}` | {what} | `{command(name, args)}` | {MESSAGES[name].removeprefix('error: ').replace('|', '&#124;')} |"
+        f"| `{name}` | {what} | `{command(name, args)}` | {MESSAGES[name].removeprefix('error: ').replace('|', '&#124;').replace('[', '&#91;')} |"
         for name, what, args, _ in CASES
     ]
     return "\n".join(["| case | what is wrong | command | message (exit code 2) |", "|---|---|---|---|", *rows])

@@ -78,9 +78,13 @@ def test_solve_prints_the_grid(trained):
     root, _ = trained
     rng = np.random.default_rng(7)
     puzzle, _, _ = sd.generate_puzzle(rng, 3, 45, 55)
-    result = latentreason("solve", f"ckpt={root / 'tiny' / 'final.ckpt'}", sd.grid_to_string(puzzle))
+    result = latentreason("solve", f"ckpt={root / 'tiny' / 'final.ckpt'}", sd.grid_to_string(puzzle), f"png={root / 'solved.png'}")
     assert result.returncode == 0, result.stderr
     assert "after 2 segments" in result.stdout and result.stdout.count("|") >= 18
+    from PIL import Image
+
+    with Image.open(root / "solved.png") as image:  # two 9x9 panels of 20-pixel cells side by side
+        assert image.format == "PNG" and image.width >= 2 * 9 * 20 and image.height >= 9 * 20
 
 
 def test_resume_from_last_checkpoint_continues(trained, tmp_path):

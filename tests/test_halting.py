@@ -301,6 +301,6 @@ def test_evaluation_uses_the_ema_weights_and_checkpoints_keep_them(monkeypatch, 
     path = tmp_path / "ema.ckpt"
     torch.save({"hyper_parameters": {"config": module.hparams["config"]}, **checkpoint}, path)
     monkeypatch.setattr(run_file, "build_task", lambda config: None)
-    monkeypatch.setattr(run_file, "make_module", lambda config, task: _module("trainer.ema=true", "halt.max_steps=2"))
+    monkeypatch.setattr(run_file, "make_module", lambda config, task, **_: _module("trainer.ema=true", "halt.max_steps=2"))
     loaded, _, _ = load_checkpoint(str(path))
     assert torch.equal(loaded.model.lm_head.weight, averaged[name])

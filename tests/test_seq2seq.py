@@ -123,6 +123,6 @@ def test_train_from_a_csv_on_the_command_line_then_eval_and_solve(tmp_path):
     assert "100 examples" in evaluated.stdout and "exact accuracy" in evaluated.stdout
     solved = cli("solve", f"ckpt={final}", "a b c d e", cache=tmp_path / "cache")
     assert solved.returncode == 0, solved.stderr
-    assert solved.stdout.splitlines()[0] == "a b c d e" and "after 4 segments" in solved.stdout
+    assert "│ a b c d e │" in solved.stdout and "after 4 segments" in solved.stdout
     bad = cli("solve", f"ckpt={final}", "a b z", cache=tmp_path / "cache")
     assert bad.returncode == 2 and "'z' is not in the vocabulary" in bad.stdout

@@ -83,7 +83,7 @@ def _parse_grid(raw: object, where: str) -> np.ndarray:
     for r, row in enumerate(raw):
         if len(row) != cols:
             raise DatasetFormatError(
-                f"{where}[{r}] has {len(row)} cells but {where}[0] has {cols}; make every row of a grid the same length"
+                f"{where}[{r}] has {len(row)} cells but row 0 has {cols}; make every row of a grid the same length"
             )
     if rows > MAX_SIZE or cols > MAX_SIZE:
         raise DatasetFormatError(

@@ -21,7 +21,9 @@ class Task:
     vocab_size: int
     seq_len: int
     num_puzzle_ids: int = 1
+    puzzle_names: list[str] | None = None  # the name of each puzzle identifier (ARC: task|augmentation), if any
     loss: str = "stablemax"
+    scores_predictions: bool = False  # True: `score` wants every held-out prediction (voting, path checks)
 
     def splits(self) -> dict[str, Split]:
         """The `train` and `test` splits, built (and cached) on first use."""
@@ -37,6 +39,33 @@ class Task:
 
     def render(self, tokens: torch.Tensor) -> str:
         raise NotImplementedError
+
+    def to_grid(self, tokens: torch.Tensor):
+        """The grid `tokens` show, as a `latentreason.render.Grid` for the terminal and PNG renderer (None: text only)."""
+        return None
+
+    def puzzle_split(self, text: str) -> Split:
+        """The rows `latentreason solve` runs for one puzzle given on the command line (one row by default)."""
+        tokens = self.parse_input(text).unsqueeze(0)
+        return {"inputs": tokens, "labels": torch.full_like(tokens, -100), "puzzle_ids": torch.zeros(1, dtype=torch.long)}
+
+    def present(self, split: Split, predictions: torch.Tensor, confidence: torch.Tensor) -> list:
+        """The panels `latentreason solve` shows: the puzzle and the model's answer."""
+        from latentreason.render import Panel
+
+        def panel(title: str, tokens: torch.Tensor) -> Panel:
+            grid = self.to_grid(tokens)
+            return Panel(title, grid) if grid is not None else Panel(title, text=self.render(tokens))
+
+        return [panel("puzzle", split["inputs"][0]), panel(f"answer (halting confidence {float(confidence[0]):.2f})", predictions[0])]
+
+    def score(self, split: Split, predictions: torch.Tensor, confidence: torch.Tensor, out_dir: Path | None = None) -> dict[str, float]:
+        """Task-specific metrics from every row's predicted tokens and halting confidence (e.g. ARC pass@k).
+
+        Called when `scores_predictions` is True, after the usual token and exact accuracy; may
+        write files (ARC: submission.json) into `out_dir`.
+        """
+        return {}
 
     def position_groups(self) -> torch.Tensor | None:
         """Optional (seq_len, G) ids of the groups each position belongs to (for `model.grid_positions`)."""

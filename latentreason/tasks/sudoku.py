@@ -101,6 +101,12 @@ class Sudoku(Task):
         box = (row // self.box) * self.box + col // self.box
         return torch.stack((row, self.n + col, 2 * self.n + box), dim=1)
 
+    def to_grid(self, tokens: torch.Tensor):
+        from latentreason.render import Grid
+
+        values = sd.decode(np.asarray(tokens.cpu(), dtype=np.int64).clip(0, 255).astype(np.uint8))
+        return Grid(np.asarray(values, dtype=np.int64).reshape(self.n, self.n), "digits", self.box)
+
     def render(self, tokens: torch.Tensor) -> str:
         grid = sd.decode(np.asarray(tokens.cpu(), dtype=np.int64).clip(0, 255).astype(np.uint8))
         rows = []

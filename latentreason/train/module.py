@@ -26,7 +26,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from omegaconf import OmegaConf
 from timm.utils import ModelEmaV3
 
-from latentreason.model import build_model
+from latentreason.model import adapt_puzzle_table, build_model
 from latentreason.registry import ConfigError
 from latentreason.tasks.base import Split
 from latentreason.train.checkpoints import rng_state, set_rng_state, step_seed
@@ -36,6 +36,7 @@ from latentreason.train.metrics import ReasoningMetrics
 from latentreason.train.optim import build_optimizer, make_scheduler
 
 LOSSES = ("stablemax", "softmax")  # what train.losses.token_cross_entropy computes
+EXAMPLE_KEYS = ("inputs", "labels", "puzzle_ids")
 
 
 class ExampleStream:
@@ -47,7 +48,8 @@ class ExampleStream:
     def __init__(self, data: Split, global_batch: int, seed: int, rank: int = 0, world_size: int = 1):
         if global_batch % world_size:
             raise ValueError(f"trainer.global_batch_size {global_batch} must be divisible by the number of processes {world_size}")
-        self.data, self.global_batch, self.seed = data, global_batch, seed
+        self.data = {k: data[k] for k in EXAMPLE_KEYS}  # a split may hold more (e.g. ARC's names), a batch only these
+        self.global_batch, self.seed = global_batch, seed
         self.rank, self.local_batch = rank, global_batch // world_size
         self.size = len(data["inputs"])
         self._epoch, self._order = -1, None
@@ -101,6 +103,10 @@ class LatentReasoningModule(L.LightningModule):
         # Plain attributes, not buffers: DDP would overwrite each rank's carry with rank 0's.
         self.carry: Carry | None = None
         self.splits: dict[str, Split] | None = None
+        self.puzzle_names: list[str] | None = None  # the identifier of each puzzle-embedding row, when the task names them
+        self.collect_predictions = False  # keep the test split's predictions for the task's own scoring (ARC voting)
+        self.test_predictions: dict[str, torch.Tensor] | None = None
+        self._collected: list[tuple[torch.Tensor, ...]] = []
         self.stream: ExampleStream | None = None
         self.eval_limit: int | None = None
         self._saved_rng: dict | None = None  # global random state of a checkpoint, restored at the first step
@@ -136,7 +142,8 @@ class LatentReasoningModule(L.LightningModule):
         # With several processes each evaluates every world_size-th example (no padding, so every
         # example counts once); the metrics are summed over processes when they are computed.
         rank, world = self._rank_and_world()
-        dataset = torch.utils.data.TensorDataset(*(test[k][:count][rank::world] for k in ("inputs", "labels", "puzzle_ids")))
+        rows = torch.arange(count)
+        dataset = torch.utils.data.TensorDataset(*(t[:count][rank::world] for t in (test["inputs"], test["labels"], test["puzzle_ids"], rows)))
         # A generator of its own: creating the loader's iterator must not draw from the global random state.
         return torch.utils.data.DataLoader(dataset, batch_size=int(self.config.trainer.eval_batch_size), generator=torch.Generator())
 
@@ -226,12 +233,15 @@ class LatentReasoningModule(L.LightningModule):
         return parameters_swapped(self.model, ema_parameters(self._ema_on_device())) if self.ema is not None else nullcontext(self.model)
 
     def _evaluate(self, batch, prefix: str):
-        inputs, labels, puzzle_ids = batch
+        inputs, labels, puzzle_ids, *rows = batch  # rows: the examples' indices in the split (from _eval_loader)
+        rows = rows[0] if rows else torch.arange(len(inputs))
         with self.eval_weights():
             logits, steps, halt_logits = run_to_halt(self.model, inputs, puzzle_ids)
         results = per_row_results(logits, labels)
         results.update(steps=steps, **halt_logits)
         self.eval_metrics.update(results)
+        if prefix == "test" and self.collect_predictions:
+            self._collected.append((rows.cpu(), logits.argmax(-1).cpu(), confidence(halt_logits, len(rows)).cpu()))
 
     def validation_step(self, batch, batch_idx):
         self._evaluate(batch, "val")
@@ -248,8 +258,21 @@ class LatentReasoningModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         self._log_eval("val")
 
+    def on_test_epoch_start(self) -> None:
+        self._collected, self.test_predictions = [], None
+
     def on_test_epoch_end(self) -> None:
         self._log_eval("test")
+        if self.collect_predictions:
+            parts = self._collected
+            if self._rank_and_world()[1] > 1:  # every process predicted every world_size-th row
+                gathered = [None] * self._rank_and_world()[1]
+                torch.distributed.all_gather_object(gathered, parts)
+                parts = [part for rank_parts in gathered for part in rank_parts]
+            rows, predictions, confidences = (torch.cat(column) for column in zip(*parts))
+            order = rows.argsort()
+            self.test_predictions = {"rows": rows[order], "predictions": predictions[order], "confidence": confidences[order]}
+            self._collected = []
 
     # -- checkpoints -----------------------------------------------------------------------------
 
@@ -276,12 +299,16 @@ class LatentReasoningModule(L.LightningModule):
             checkpoint["carry"] = {"world_size": self._rank_and_world()[1], "global_batch": int(self.config.trainer.global_batch_size), **carry}
         metrics = {name: getattr(self.train_metrics, name) for name in self.train_metrics._defaults}
         checkpoint["train_metrics"] = {k: v.cpu() for k, v in self._gather(metrics).items()}  # (world_size,) each
+        checkpoint["puzzle_names"] = self.puzzle_names
         checkpoint["rng"] = rng_state()  # rank 0's; each step's own draws are seeded by (seed, step, rank)
         if self.ema is not None:  # the averaged parameters; `latentreason eval`/`solve` use them
             checkpoint["ema"] = ema_parameters(self.ema)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         rank, world = self._rank_and_world()
+        message = fit_puzzle_table(self, checkpoint)
+        if message:
+            rank_zero_warn(message)
         saved = checkpoint.get("carry")
         if saved is not None:
             global_batch = int(self.config.trainer.global_batch_size)
@@ -312,3 +339,24 @@ class LatentReasoningModule(L.LightningModule):
         if self.carry is not None:
             self.carry = Carry.from_state_dict(self.carry.state_dict(), self.device)
 
+
+def confidence(halt_logits: dict[str, torch.Tensor], rows: int) -> torch.Tensor:
+    """sigmoid(q_halt): how sure the halting head is that the answer is right (0.5 without a halting head)."""
+    q = halt_logits.get("q_halt")
+    return torch.sigmoid(q.float()) if q is not None else torch.full((rows,), 0.5)
+
+
+def fit_puzzle_table(module: LatentReasoningModule, checkpoint: dict) -> str | None:
+    """Make a checkpoint's puzzle-embedding table fit this module's data, in place; returns what was done.
+
+    A checkpoint trained on data with a different set of puzzle identifiers (another augmentation
+    count, more ARC tasks) then loads instead of failing with a shape error.
+    """
+    key = "model.puzzle.table"
+    state = checkpoint["state_dict"]
+    if key not in state or module.model.puzzle is None:
+        return None
+    count = module.model.puzzle.table.shape[0]
+    table, message = adapt_puzzle_table(state[key], checkpoint.get("puzzle_names"), module.puzzle_names, count)
+    state[key] = table
+    return message

@@ -26,7 +26,7 @@ from latentreason.console import console
 from latentreason.registry import ConfigError
 from latentreason.tasks.base import Task
 from latentreason.train.checkpoints import read_checkpoint
-from latentreason.train.module import LatentReasoningModule
+from latentreason.train.module import LatentReasoningModule, fit_puzzle_table
 
 RUN_NAME_ENV = "LATENTREASON_RUN_NAME"  # lets the processes Lightning's DDP launcher starts write to the same folder
 
@@ -169,7 +169,8 @@ def check_resume(path: str, config: DictConfig, module: LatentReasoningModule) -
     if "optimizer_states" not in checkpoint or "loops" not in checkpoint:
         raise ConfigError(f"Checkpoint {path} holds weights only (no optimizer or loop state), so training cannot resume from it.")
     own, saved = module.state_dict(), checkpoint["state_dict"]
-    mismatched = [k for k in own if k not in saved or saved[k].shape != own[k].shape] + [k for k in saved if k not in own]
+    adaptable = {"model.puzzle.table"}  # a different number of puzzle identifiers is adapted on load (fit_puzzle_table)
+    mismatched = [k for k in own if k not in saved or (saved[k].shape != own[k].shape and k not in adaptable)] + [k for k in saved if k not in own]
     if mismatched:
         diffs = _config_differences(checkpoint["hyper_parameters"]["config"], OmegaConf.to_container(config, resolve=True))
         what = f"settings that differ: {', '.join(diffs[:6])}" if diffs else f"{mismatched[0]!r} does not match"
@@ -191,12 +192,29 @@ def build_task(config: DictConfig) -> Task:
     return registry.build("task", OmegaConf.to_container(config.task, resolve=True))
 
 
-def make_module(config: DictConfig, task: Task) -> LatentReasoningModule:
+def make_module(config: DictConfig, task: Task, num_puzzle_ids: int | None = None) -> LatentReasoningModule:
+    """The module for `task`; `num_puzzle_ids` overrides the task's count (to load a checkpoint without building its data)."""
     groups = task.position_groups()
-    return LatentReasoningModule(
-        OmegaConf.to_container(config, resolve=True), task.vocab_size, task.seq_len, task.num_puzzle_ids, task.loss,
+    module = LatentReasoningModule(
+        OmegaConf.to_container(config, resolve=True), task.vocab_size, task.seq_len, num_puzzle_ids or task.num_puzzle_ids, task.loss,
         groups.tolist() if groups is not None else None,
     )
+    if num_puzzle_ids is None:
+        module.puzzle_names = task.puzzle_names
+    module.collect_predictions = task.scores_predictions
+    return module
+
+
+def init_weights(module: LatentReasoningModule, path: str) -> str:
+    """Start from the weights of checkpoint `path` (not its optimizer, step or carry), adapting the puzzle table."""
+    checkpoint = read_checkpoint(path, option="init_from")
+    message = fit_puzzle_table(module, checkpoint)
+    own, saved = module.state_dict(), checkpoint["state_dict"]
+    mismatched = [k for k in own if k not in saved or saved[k].shape != own[k].shape] + [k for k in saved if k not in own]
+    if mismatched:
+        raise ConfigError(f"init_from={path}: the checkpoint's model differs from this one ({mismatched[0]!r}); use a checkpoint of the same core, sizes and task vocabulary.")
+    module.load_state_dict(saved)
+    return f"Started from the weights of {path}." + (f" {message}" if message else "")
 
 
 def run(config: DictConfig, recipe: str | None = None) -> dict[str, float]:
@@ -229,6 +247,8 @@ def run(config: DictConfig, recipe: str | None = None) -> dict[str, float]:
     module = make_module(config, task)
     module.attach_data(splits)
     resumed_step = check_resume(resume, config, module) if resume else None
+    if config.get("init_from") and not resume:
+        say(init_weights(module, config.init_from))
     params = sum(p.numel() for p in module.model.parameters() if p.requires_grad)
     say(
         f"[bold]{recipe or 'run'}[/] ({config.preset} preset): {config.core.name} core, {config.grad.name} gradient, "
@@ -288,7 +308,17 @@ def run(config: DictConfig, recipe: str | None = None) -> dict[str, float]:
         f"Q-halt accuracy {metrics['q_halt_accuracy']:.1%}; trained {trainer.global_step} steps in {train_seconds / 60:.1f} min. "
         f"Checkpoint: {final}"
     )
+    if main_process and module.test_predictions is not None:
+        p = module.test_predictions
+        scores = task.score(splits["test"], p["predictions"], p["confidence"], run_dir)
+        if scores:
+            say(f"{type(task).__name__} scores: " + format_scores(scores))
+        metrics.update(scores)
     return metrics
+
+
+def format_scores(scores: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.1%}" if 0 <= v <= 1 and not k.startswith(("scored", "count")) else f"{k} {v:g}" for k, v in scores.items())
 
 
 def make_trainer(config: DictConfig, precision, callbacks: list, run_dir: Path, resumed_step: int | None) -> L.Trainer:
