@@ -180,8 +180,7 @@ def cmd_eval(args: list[str]) -> None:
     m = out["metrics"]
     console.print(f"{source}: {int(m['count']):,} examples, token accuracy {m['token_accuracy']:.2%}, exact accuracy {m['exact_accuracy']:.2%}, mean steps {m['steps']:.2f}")
     if task.scores_predictions:
-        if out["count"] < len(data["inputs"]):
-            data = {k: v[: out["count"]] for k, v in data.items() if k != "names"} | ({"names": data["names"]} if "names" in data else {})
+        data = {k: v if k == "names" else v[: out["count"]] for k, v in data.items()}  # the rows predicted (limit=)
         ckpt = Path(options["ckpt"]).resolve()
         run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
         out_dir = Path(options.get("out") or run_dir / f"eval-{Path(source).stem}")

@@ -97,12 +97,9 @@ class Arc(Task):
 
     # -- choosing tasks ------------------------------------------------------------------------
 
-    def _select(self, tasks: list[ad.ArcTask], where: str) -> list[ad.ArcTask]:
+    def _select(self, tasks: list[ad.ArcTask]) -> list[ad.ArcTask]:
+        """The tasks kept by task.tasks, task.skip_larger and task.max_tasks."""
         if self.tasks is not None:
-            known = {t.id for t in tasks}
-            missing = [t for t in self.tasks if t not in known]
-            if missing and where == "train":
-                raise ConfigError(f"task.tasks names {missing[0]!r}, which is not in {self.train_path}" + (f" or {self.eval_path}" if self.eval_path else ""))
             tasks = [t for t in tasks if t.id in set(self.tasks)]
         large = [t for t in tasks if not ad.fits(t, self.size)]
         if large and not self.skip_larger:
@@ -113,11 +110,14 @@ class Arc(Task):
     def _task_sets(self) -> tuple[list[ad.ArcTask], list[ad.ArcTask]]:
         """(training tasks, evaluation tasks). Without eval_path a seeded share of the training tasks is held out."""
         train = ad.load_tasks(self.train_path, self.train_solutions)
+        evaluation = ad.load_tasks(self.eval_path, self.eval_solutions) if self.eval_path else []
+        missing = sorted(set(self.tasks or ()) - {t.id for t in train + evaluation})
+        if missing:
+            raise ConfigError(f"task.tasks names {missing[0]!r}, which is not in {self.train_path}" + (f" or {self.eval_path}" if self.eval_path else ""))
         if self.eval_path:
-            evaluation = self._select(ad.load_tasks(self.eval_path, self.eval_solutions), "eval")
-            train = self._select(train, "train") if self.tasks is None else [t for t in train if t.id in set(self.tasks) and ad.fits(t, self.size)]
+            train, evaluation = self._select(train), self._select(evaluation)
         else:
-            chosen = self._select(train, "train")
+            chosen = self._select(train)
             order = np.random.default_rng(self.seed).permutation(len(chosen))
             held = max(1, round(self.eval_fraction * len(chosen))) if len(chosen) > 1 else 0
             evaluation = [chosen[i] for i in sorted(order[:held])]
@@ -203,7 +203,7 @@ class Arc(Task):
 
     def read_file(self, path: str | Path, solutions: str | Path | None = None) -> Split:
         """The test inputs of the tasks in `path` (folder or challenges file), under this task's variants."""
-        tasks = [t for t in ad.load_tasks(path, solutions)]
+        tasks = ad.load_tasks(path, solutions)
         large = [t.id for t in tasks if not ad.fits(t, self.size)]
         if large:
             raise DatasetFormatError(f"{path}: task {large[0]} has a grid larger than the model's {self.size}x{self.size} canvas ({len(large)} such tasks); remove them or use a model trained with a larger task.size")

@@ -26,6 +26,7 @@ from latentreason.console import console
 from latentreason.registry import ConfigError
 from latentreason.tasks.base import Task
 from latentreason.train.checkpoints import read_checkpoint
+from latentreason.train.ema import load_ema_parameters
 from latentreason.train.module import LatentReasoningModule, fit_puzzle_table
 
 RUN_NAME_ENV = "LATENTREASON_RUN_NAME"  # lets the processes Lightning's DDP launcher starts write to the same folder
@@ -214,6 +215,8 @@ def init_weights(module: LatentReasoningModule, path: str) -> str:
     if mismatched:
         raise ConfigError(f"init_from={path}: the checkpoint's model differs from this one ({mismatched[0]!r}); use a checkpoint of the same core, sizes and task vocabulary.")
     module.load_state_dict(saved)
+    if module.ema is not None:  # the average starts from the loaded weights, not from the random ones
+        load_ema_parameters(module.ema, {k.removeprefix("model."): v for k, v in saved.items() if k.startswith("model.")})
     return f"Started from the weights of {path}." + (f" {message}" if message else "")
 
 
