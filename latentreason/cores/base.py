@@ -42,20 +42,36 @@ class Core(nn.Module):
     """Base class: subclasses set `state_fields`, define `schedule`, `apply` and `readout`."""
 
     state_fields: tuple[str, ...] = ()
+    _updates: dict  # update name -> function(*state fields, x) -> the new value of the field it writes
     hidden_size: int
     positions: str = "rope"  # "rope" (handled inside the core) or "learned" (added to the input embedding)
     uses_target = False  # True: a fresh training row starts from a corrupted embedding of its answer
 
+    def register_initial_states(self) -> None:
+        """A fixed random start vector per state field (HRM's H_init/L_init), kept as the buffer `<field>_init`."""
+        from latentreason.cores.blocks import initial_state_vector
+
+        for field in self.state_fields:
+            self.register_buffer(f"{field}_init", initial_state_vector(self.hidden_size), persistent=True)
+
     def initial_state(self, batch_size: int, length: int, device: torch.device | str) -> State:
-        """The state a fresh example starts from (and a halted row is reset to)."""
-        raise NotImplementedError
+        """The state a fresh example starts from (and a halted row is reset to): each field's start vector, broadcast."""
+        shape = (batch_size, length, self.hidden_size)
+        return {f: getattr(self, f"{f}_init").to(device).expand(shape) for f in self.state_fields}
 
     def schedule(self) -> tuple[Update, ...]:
         raise NotImplementedError
 
     def apply(self, update: Update, state: State, x: torch.Tensor) -> State:
-        """Perform one update; returns a new state dict (the input is not modified)."""
-        raise NotImplementedError
+        """Perform one update; returns a new state dict (the input is not modified).
+
+        By default `self._updates[update.name]` is called with the state fields (in `state_fields`
+        order) and the input, and its result becomes the field `update.writes`.
+        """
+        if update.name not in self._updates:
+            raise KeyError(f"{type(self).__name__} has no update {update.name!r}; it has {', '.join(self._updates)}")
+        new = self._updates[update.name](*(state[f] for f in self.state_fields), x)
+        return {**state, update.writes: new}
 
     def readout(self, state: State) -> torch.Tensor:
         """The hidden states (batch, positions, hidden) the output and halting heads read."""

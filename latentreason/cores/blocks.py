@@ -148,7 +148,7 @@ class Stack(nn.Module):
 
 
 def initial_state_vector(hidden_size: int) -> torch.Tensor:
-    """A fixed random start state (std 1), broadcast over positions: HRM's H_init / L_init."""
+    """A fixed random start state (std 1), broadcast over positions: HRM's H_init / L_init (`Core.register_initial_states`)."""
     return truncated_normal_(torch.empty(hidden_size), std=1.0)
 
 

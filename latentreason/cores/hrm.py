@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from latentreason.cores.base import Core, State, Update, compile_updates, make_rotary
-from latentreason.cores.blocks import Stack, initial_state_vector
+from latentreason.cores.blocks import Stack
 from latentreason.registry import ConfigError, register
 
 
@@ -48,14 +48,8 @@ class HRM(Core):
         self.H = Stack(H_layers, hidden_size, num_heads, expansion, mlp_multiple)
         self.L = Stack(L_layers, hidden_size, num_heads, expansion, mlp_multiple)
         self.rotary = make_rotary(positions, hidden_size, num_heads, seq_len, rope_theta)
-        self.register_buffer("H_init", initial_state_vector(hidden_size), persistent=True)
-        self.register_buffer("L_init", initial_state_vector(hidden_size), persistent=True)
-        self._updates = {"L": self.update_L, "H": self.update_H}
-        self._updates = compile_updates(self._updates, compile)
-
-    def initial_state(self, batch_size: int, length: int, device) -> State:
-        shape = (batch_size, length, self.hidden_size)
-        return {"z_H": self.H_init.to(device).expand(shape), "z_L": self.L_init.to(device).expand(shape)}
+        self.register_initial_states()  # z_H_init, z_L_init
+        self._updates = compile_updates({"L": self.update_L, "H": self.update_H}, compile)
 
     def schedule(self) -> tuple[Update, ...]:
         cycle = (Update("L", "z_L"),) * self.L_cycles + (Update("H", "z_H"),)
@@ -66,10 +60,6 @@ class HRM(Core):
 
     def update_H(self, z_H: torch.Tensor, z_L: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return self.H(z_H, z_L, self.rotary)
-
-    def apply(self, update: Update, state: State, x: torch.Tensor) -> State:
-        new = self._updates[update.name](state["z_H"], state["z_L"], x)
-        return {**state, update.writes: new}
 
     def readout(self, state: State) -> torch.Tensor:
         return state["z_H"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from latentreason.cores.base import Core, State, Update, compile_updates, make_rotary
-from latentreason.cores.blocks import Stack, initial_state_vector
+from latentreason.cores.blocks import Stack
 from latentreason.registry import ConfigError, register
 
 
@@ -45,22 +45,14 @@ class Looped(Core):
         self.L_cycles = L_cycles
         self.L = Stack(L_layers, hidden_size, num_heads, expansion, mlp_multiple)
         self.rotary = make_rotary(positions, hidden_size, num_heads, seq_len, rope_theta)
-        self.register_buffer("z_init", initial_state_vector(hidden_size), persistent=True)
-        self._update = compile_updates({"L": self.update_L}, compile)["L"]
-
-    def initial_state(self, batch_size: int, length: int, device) -> State:
-        return {"z": self.z_init.to(device).expand(batch_size, length, self.hidden_size)}
+        self.register_initial_states()  # z_init
+        self._updates = compile_updates({"L": self.update_L}, compile)
 
     def schedule(self) -> tuple[Update, ...]:
         return (Update("L", "z"),) * self.L_cycles
 
     def update_L(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return self.L(z, x, self.rotary)
-
-    def apply(self, update: Update, state: State, x: torch.Tensor) -> State:
-        if update.name != "L":
-            raise KeyError(f"looped core has only the update 'L', got {update.name!r}")
-        return {**state, update.writes: self._update(state["z"], x)}
 
     def readout(self, state: State) -> torch.Tensor:
         return state["z"]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from latentreason.cores.base import Core, State, Update, compile_updates, make_rotary
-from latentreason.cores.blocks import Stack, TokenMLPStack, initial_state_vector
+from latentreason.cores.blocks import Stack, TokenMLPStack
 from latentreason.registry import ConfigError, register
 
 
@@ -59,14 +59,8 @@ class TRM(Core):
         else:
             self.net = TokenMLPStack(num_layers, hidden_size, seq_len, expansion, mlp_multiple)
         self.rotary = make_rotary(positions, hidden_size, num_heads, seq_len, rope_theta, ("rope", "learned", "none"))
-        self.register_buffer("y_init", initial_state_vector(hidden_size), persistent=True)
-        self.register_buffer("z_init", initial_state_vector(hidden_size), persistent=True)
-        self._updates = {"z": self.update_z, "y": self.update_y}
-        self._updates = compile_updates(self._updates, compile)
-
-    def initial_state(self, batch_size: int, length: int, device) -> State:
-        shape = (batch_size, length, self.hidden_size)
-        return {"y": self.y_init.to(device).expand(shape), "z": self.z_init.to(device).expand(shape)}
+        self.register_initial_states()  # y_init, z_init
+        self._updates = compile_updates({"z": self.update_z, "y": self.update_y}, compile)
 
     def schedule(self) -> tuple[Update, ...]:
         recursion = (Update("z", "z"),) * self.L_cycles + (Update("y", "y"),)
@@ -77,10 +71,6 @@ class TRM(Core):
 
     def update_y(self, y: torch.Tensor, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return self.net(y, z, self.rotary)
-
-    def apply(self, update: Update, state: State, x: torch.Tensor) -> State:
-        new = self._updates[update.name](state["y"], state["z"], x)
-        return {**state, update.writes: new}
 
     def readout(self, state: State) -> torch.Tensor:
         return state["y"]
