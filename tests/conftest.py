@@ -33,6 +33,25 @@ def shared_file(*parts: str) -> Path:
     return path
 
 
+# A tiny HRM run on 9x9 Sudoku through the command line, in seconds; tests add what they vary.
+TINY_RUN = [
+    "recipe=hrm_sudoku", "preset=cpu", "core.hidden_size=32", "core.num_heads=2", "core.mlp_multiple=16",
+    "halt.max_steps=2", "task.box=3", "task.min_givens=45", "task.max_givens=55", "task.train_puzzles=20",
+    "task.augmentations=2", "task.test_puzzles=10", "trainer.global_batch_size=8", "trainer.eval_every=0",
+    "trainer.log_every=1", "trainer.progress=false", "trainer.threads=1",
+]
+
+
+def random_batch(n: int, seed: int) -> dict:
+    """n random 81-token examples (inputs 1..10, labels 2..10) with puzzle id 0."""
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "inputs": torch.randint(1, 11, (n, 81), generator=g),
+        "labels": torch.randint(2, 11, (n, 81), generator=g),
+        "puzzle_ids": torch.zeros(n, dtype=torch.long),
+    }
+
+
 def tiny_config(*overrides: str):
     return load_config(["recipe=hrm_sudoku", "preset=paper", *TINY, *overrides])
 

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import TINY_RUN
 from latentreason import cli
 from latentreason.tasks import sudoku_data as sd
 from latentreason.train.module import LatentReasoningModule
@@ -28,13 +29,7 @@ from latentreason.train.module import LatentReasoningModule
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "errors.md"
 
-TINY = [
-    "recipe=hrm_sudoku", "preset=cpu", "core.hidden_size=32", "core.num_heads=2", "core.mlp_multiple=16",
-    "halt.max_steps=2", "task.box=3", "task.min_givens=45", "task.max_givens=55", "task.train_puzzles=20",
-    "task.augmentations=2", "task.test_puzzles=10", "trainer.global_batch_size=8", "trainer.max_steps=3",
-    "trainer.eval_every=0", "trainer.checkpoint_every=1", "trainer.log_every=1", "trainer.progress=false",
-    "trainer.threads=1", "run_name=case",
-]
+TINY = [*TINY_RUN, "trainer.max_steps=3", "trainer.checkpoint_every=1", "run_name=case"]
 RUN = ["run", *TINY]
 
 # (id, what the user did wrong, arguments, a part of the message it must get). `{name}` in an

@@ -10,16 +10,11 @@ import sys
 import pytest
 import torch
 
+from conftest import TINY_RUN
 from latentreason.train.checkpoints import read_checkpoint
 from latentreason.train.run import AtomicCheckpointIO
 
-TINY = [
-    "recipe=hrm_sudoku", "preset=cpu", "core.hidden_size=32", "core.num_heads=2", "core.mlp_multiple=16",
-    "halt.max_steps=2", "task.box=3", "task.min_givens=45", "task.max_givens=55", "task.train_puzzles=20",
-    "task.augmentations=2", "task.test_puzzles=10", "trainer.global_batch_size=8", "trainer.max_steps=6",
-    "trainer.eval_every=0", "trainer.checkpoint_every=2", "trainer.keep_checkpoints=2", "trainer.log_every=1",
-    "trainer.progress=false", "trainer.threads=1",
-]
+TINY = [*TINY_RUN, "trainer.max_steps=6", "trainer.checkpoint_every=2", "trainer.keep_checkpoints=2"]
 
 
 def latentreason(*args, cache):

@@ -9,14 +9,10 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import TINY_RUN
 from latentreason.tasks import sudoku_data as sd
 
-TINY_RUN = [
-    "recipe=hrm_sudoku", "preset=cpu", "core.hidden_size=32", "core.num_heads=2", "core.mlp_multiple=16",
-    "halt.max_steps=2", "task.box=3", "task.min_givens=45", "task.max_givens=55", "task.train_puzzles=20", "task.augmentations=2", "task.test_puzzles=10",
-    "trainer.global_batch_size=8", "trainer.max_steps=6", "trainer.eval_every=3", "trainer.eval_size=8",
-    "trainer.checkpoint_every=3", "trainer.log_every=1", "trainer.progress=false",
-]
+TINY = [*TINY_RUN, "trainer.max_steps=6", "trainer.eval_every=3", "trainer.eval_size=8", "trainer.checkpoint_every=3"]
 
 
 def latentreason(*args, cwd=None, env_extra=None):
@@ -27,7 +23,7 @@ def latentreason(*args, cwd=None, env_extra=None):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("run")
-    result = latentreason(*TINY_RUN, f"output_dir={root}", "run_name=tiny", env_extra={"LATENTREASON_CACHE": str(root / "cache")})
+    result = latentreason(*TINY, f"output_dir={root}", "run_name=tiny", env_extra={"LATENTREASON_CACHE": str(root / "cache")})
     assert result.returncode == 0, result.stdout + result.stderr
     return root, result
 
@@ -90,7 +86,7 @@ def test_solve_prints_the_grid(trained):
 def test_resume_from_last_checkpoint_continues(trained, tmp_path):
     root, _ = trained
     last = root / "tiny" / "checkpoints" / "last.ckpt"
-    result = latentreason(*TINY_RUN, "trainer.max_steps=9", f"resume={last}", f"output_dir={tmp_path}", "run_name=resumed", env_extra={"LATENTREASON_CACHE": str(root / "cache")})
+    result = latentreason(*TINY, "trainer.max_steps=9", f"resume={last}", f"output_dir={tmp_path}", "run_name=resumed", env_extra={"LATENTREASON_CACHE": str(root / "cache")})
     assert result.returncode == 0, result.stdout + result.stderr
     import csv
 

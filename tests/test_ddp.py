@@ -30,13 +30,9 @@ from pathlib import Path
 import pytest
 import torch
 
-TINY = [
-    "recipe=hrm_sudoku", "preset=cpu", "core.hidden_size=32", "core.num_heads=2", "core.mlp_multiple=16",
-    "halt.max_steps=2", "halt.exploration_prob=0", "task.box=3", "task.min_givens=45", "task.max_givens=55",
-    "task.train_puzzles=20", "task.augmentations=2", "task.test_puzzles=10", "trainer.global_batch_size=8",
-    "trainer.max_steps=6", "trainer.eval_every=0", "trainer.checkpoint_every=3", "trainer.log_every=1",
-    "trainer.progress=false", "trainer.threads=1", "trainer.accelerator=cpu",
-]
+from conftest import TINY_RUN
+
+TINY = [*TINY_RUN, "halt.exploration_prob=0", "trainer.max_steps=6", "trainer.checkpoint_every=3", "trainer.accelerator=cpu"]
 WEIGHT_ATOL, LOSS_RTOL = 1e-5, 1e-5
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import tiny_config, tiny_model
+from conftest import tiny_config, tiny_model, random_batch
 from latentreason import registry
 from latentreason.train.deep_supervision import Carry, run_to_halt, train_segment
 from latentreason.train.ema import ema_parameters
@@ -18,15 +18,6 @@ from latentreason.train.module import LatentReasoningModule
 
 def _never(*_):
     raise AssertionError("next_logits must not be called")
-
-
-def _batch(n, seed):
-    g = torch.Generator().manual_seed(seed)
-    return {
-        "inputs": torch.randint(1, 11, (n, 81), generator=g),
-        "labels": torch.randint(2, 11, (n, 81), generator=g),
-        "puzzle_ids": torch.zeros(n, dtype=torch.long),
-    }
 
 
 def _sigmoid(z: float) -> float:
@@ -51,7 +42,7 @@ def test_fixed_runs_max_steps_with_no_head_and_no_loss():
 def test_fixed_trains_and_evaluates_end_to_end():
     model = tiny_model("halt=fixed", "halt.max_steps=3")
     model.train()
-    batch = _batch(4, 0)
+    batch = random_batch(4, 0)
     carry = Carry.start(model, batch)
     for expected in (1, 2, 3):
         carry, loss, terms, results = train_segment(model, carry, batch)
@@ -111,7 +102,7 @@ def test_halt_only_training_segment_runs_one_segment_and_no_continue_term():
     calls = []
     segment = model.segment
     model.segment = lambda state, x: calls.append(1) or segment(state, x)
-    batch = _batch(4, 1)
+    batch = random_batch(4, 1)
     carry, loss, terms, results = train_segment(model, Carry.start(model, batch), batch)
     assert len(calls) == 1  # no bootstrap segment
     assert set(terms) == {"lm", "q_halt"}
@@ -185,7 +176,7 @@ def test_early_exit_matches_reading_each_row_at_its_halting_step_and_saves_updat
     with torch.no_grad():
         model.policy.head.weight.normal_(0, 0.3, generator=torch.Generator().manual_seed(1))
         model.policy.head.bias.zero_()
-    inputs = _batch(n, 5)["inputs"]
+    inputs = random_batch(n, 5)["inputs"]
     per_step = _reference_all_segments(model, inputs)
     probs = torch.stack([torch.sigmoid(h["q_halt"]) for _, h in per_step], 1)  # (rows, steps)
 
@@ -226,7 +217,7 @@ def test_reference_rule_runs_every_row_to_max_steps():
     model.eval()
     with torch.no_grad():
         model.policy.head.bias.fill_(5.0)  # the head says "halt" everywhere; the reference rule ignores it
-    inputs = _batch(5, 2)["inputs"]
+    inputs = random_batch(5, 2)["inputs"]
     last_logits, last_halt = _reference_all_segments(model, inputs)[-1]
     logits, steps, halt_logits = run_to_halt(model, inputs)
     assert steps.tolist() == [3] * 5
@@ -264,7 +255,7 @@ def test_evaluation_uses_the_ema_weights_and_checkpoints_keep_them(monkeypatch, 
     name = "lm_head.weight"
     assert not torch.allclose(averaged[name], live[name])
 
-    inputs = _batch(3, 4)["inputs"]
+    inputs = random_batch(3, 4)["inputs"]
     reference = copy.deepcopy(module.model)
     reference.load_state_dict({**reference.state_dict(), **averaged})
     expected = run_to_halt(reference, inputs)[0]
@@ -280,7 +271,7 @@ def test_evaluation_uses_the_ema_weights_and_checkpoints_keep_them(monkeypatch, 
         return run_to_halt(model, inputs, puzzle_ids)
 
     monkeypatch.setattr(module_file, "run_to_halt", spy)
-    batch = _batch(3, 4)
+    batch = random_batch(3, 4)
     module._evaluate((batch["inputs"], batch["labels"], batch["puzzle_ids"]), "val")
     assert torch.equal(seen["weight"], averaged[name]) and torch.equal(module.model.lm_head.weight, live[name])
 

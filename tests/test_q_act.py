@@ -2,17 +2,8 @@
 
 import torch
 
-from conftest import tiny_model
+from conftest import tiny_model, random_batch
 from latentreason.train.deep_supervision import Carry, train_segment
-
-
-def _batch(n, seed):
-    g = torch.Generator().manual_seed(seed)
-    return {
-        "inputs": torch.randint(1, 11, (n, 81), generator=g),
-        "labels": torch.randint(2, 11, (n, 81), generator=g),
-        "puzzle_ids": torch.zeros(n, dtype=torch.long),
-    }
 
 
 def _set_q(model, halt_bias, continue_bias):
@@ -53,7 +44,7 @@ def test_halted_rows_are_replaced_and_the_others_continue():
     model = tiny_model("halt.exploration_prob=0.0")
     model.train()
     _set_q(model, -5.0, 5.0)  # never halt on Q: only max_steps stops a row
-    first, second = _batch(4, 1), _batch(4, 2)
+    first, second = random_batch(4, 1), random_batch(4, 2)
     carry = Carry.start(model, first)
     carry, *_ = train_segment(model, carry, first)
     assert carry.steps.tolist() == [1, 1, 1, 1] and torch.equal(carry.data["inputs"], first["inputs"])
@@ -82,7 +73,7 @@ def test_bootstrapped_continue_target_comes_from_one_more_segment():
     with torch.no_grad():
         model.policy.head.weight.normal_(0, 0.3)
         model.policy.head.bias.copy_(torch.tensor([-5.0, 5.0]))
-    batch = _batch(4, 3)
+    batch = random_batch(4, 3)
     carry = Carry.start(model, batch)
     carry.halted = torch.tensor([True, True, True, True])
     carry, *_ = train_segment(model, carry, batch)  # everyone at step 1

@@ -19,13 +19,9 @@ import torch
 
 # 9x9 Sudoku, a 2-segment HRM with Q-ACT (its exploration draws random numbers), the per-puzzle
 # embedding (a buffer trained by SignSGD) and an EMA of the weights: everything a resume must restore.
-TINY = [
-    "recipe=hrm_sudoku", "preset=cpu", "core.hidden_size=32", "core.num_heads=2", "core.mlp_multiple=16",
-    "halt.max_steps=2", "halt.exploration_prob=0.5", "task.box=3", "task.min_givens=45", "task.max_givens=55",
-    "task.train_puzzles=20", "task.augmentations=2", "task.test_puzzles=10",
-    "trainer.global_batch_size=8", "trainer.max_steps=8", "trainer.eval_every=0", "trainer.checkpoint_every=3",
-    "trainer.log_every=1", "trainer.progress=false", "trainer.ema=true", "trainer.threads=1",
-]
+from conftest import TINY_RUN
+
+TINY = [*TINY_RUN, "halt.exploration_prob=0.5", "trainer.max_steps=8", "trainer.checkpoint_every=3", "trainer.ema=true"]
 KILL_AT = 5  # after the checkpoint of step 3: the resumed run redoes steps 3 and 4
 
 
