@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from timm.layers import lecun_normal_, trunc_normal_tf_
 from torch import nn
 
 from latentreason.registry import ConfigError
@@ -25,6 +24,8 @@ TRUNCATED_STD = 0.87962566103423978
 
 def truncated_normal_(tensor: torch.Tensor, std: float) -> torch.Tensor:
     """Truncated (at 2 sigma) normal whose actual standard deviation is `std`, as HRM initialises."""
+    from timm.layers import trunc_normal_tf_  # here, not at the top: importing timm pulls torchvision (seconds)
+
     return trunc_normal_tf_(tensor, mean=0.0, std=std / TRUNCATED_STD, a=-2.0, b=2.0)
 
 
@@ -53,6 +54,8 @@ class Linear(nn.Linear):
         super().__init__(in_features, out_features, bias=bias)
 
     def reset_parameters(self) -> None:
+        from timm.layers import lecun_normal_  # see truncated_normal_
+
         lecun_normal_(self.weight)
         if self.bias is not None:
             nn.init.zeros_(self.bias)
