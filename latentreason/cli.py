@@ -16,6 +16,7 @@ USAGE = """usage:
   latentreason list [core|grad|halt|task|recipe]                     registered components and recipes
   latentreason data recipe=NAME [key=value ...]                      build and cache the recipe's dataset
   latentreason eval ckpt=PATH [data=FILE|test|train] [limit=N]       token and exact accuracy (ARC: pass@k, submission.json)
+                    [solutions=FILE] [batch_size=N] [out=DIR]
   latentreason solve ckpt=PATH PUZZLE [png=FILE]                     solve one puzzle, show the grids (and save a PNG)"""
 
 
@@ -226,13 +227,14 @@ def main(argv: list[str] | None = None) -> int:
 
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help", "help"):
-        console.print(USAGE)
+        console.print(USAGE, markup=False)  # the brackets are syntax, not rich markup
         return 0
     command = args.pop(0) if args[0] in COMMANDS else ("run" if "=" in args[0] or args[0] == "--dry-run" else args[0])
     if command not in COMMANDS:
         from latentreason.registry import close_matches
 
-        console.print(f"[red]Unknown command {command!r}.{close_matches(command, COMMANDS)}[/]\n{USAGE}")
+        console.print(f"[red]Unknown command {command!r}.{close_matches(command, COMMANDS)}[/]")
+        console.print(USAGE, markup=False)
         return 2
     try:
         COMMANDS[command](args)
