@@ -77,8 +77,23 @@ def test_scoring_inverts_every_augmentation_and_votes(tmp_path):
     wrong = perfect.clone()
     wrong[identity] = torch.where(wrong[identity] >= ad.COLOUR_OFFSET, ad.COLOUR_OFFSET + 5, wrong[identity])
     assert task.score(test, wrong, confidence)["pass@1"] == 1.0
-    # ...but two wrong answers that agree beat nothing when the others all differ: the wrong one ranks first
-    assert task.score(test, torch.where(perfect >= ad.COLOUR_OFFSET, ad.COLOUR_OFFSET + 5, perfect), confidence)["pass@2"] == 0.0
+
+    # Two variants agree on the same wrong grid (in the original frame) with high confidence, two are
+    # right with low confidence: a 2-2 tie in votes that confidence breaks, so the wrong one ranks first.
+    tied, confident, seen = perfect.clone(), torch.full_like(confidence, 0.1), {}
+    for row, (puzzle, index) in enumerate(zip(test["puzzle_ids"].tolist(), test["test_index"].tolist())):
+        task_id, aug_name = names[puzzle].rsplit("|", 1)
+        rows = seen.setdefault((task_id, index), [])
+        if len(rows) < 2:
+            aug = ad.Augmentation.from_name(aug_name)
+            truth = ad.invert(ad.decode(perfect[row].numpy(), 4), aug)
+            wrong_grid = np.full_like(truth, 5 if not (truth == 5).all() else 6)
+            tied[row] = torch.from_numpy(ad.encode(ad.apply(wrong_grid, aug), 4).astype(np.int64))
+            confident[row] = 0.9
+        rows.append(row)
+    assert all(len(rows) == 4 for rows in seen.values())  # identity + 3 variants of each test input
+    tie = task.score(test, tied, confident)
+    assert tie["pass@1"] == 0.0 and tie["pass@1_per_input"] == 0.0 and tie["pass@2"] == 1.0
 
 
 def check_submission(path, folder, ids) -> dict:

@@ -191,3 +191,6 @@ def test_docs_list_every_case():
     doc = DOC.read_text()
     for name, *_ in CASES:
         assert re.search(rf"^\| `{re.escape(name)}` \|", doc, re.M), f"docs/errors.md lacks the case {name}"
+    if len(MESSAGES) == len(CASES):  # every case ran in this session: the table must show today's messages
+        table = doc[doc.index("<!-- cases -->") + len("<!-- cases -->") : doc.index("<!-- /cases -->")].strip()
+        assert table == render_table(), "docs/errors.md is out of date: regenerate it with LATENTREASON_WRITE_ERRORS_DOC=1 (see the module docstring)"

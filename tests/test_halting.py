@@ -103,10 +103,16 @@ def test_halt_only_training_segment_runs_one_segment_and_no_continue_term():
     segment = model.segment
     model.segment = lambda state, x: calls.append(1) or segment(state, x)
     batch = random_batch(4, 1)
+    with torch.no_grad():  # the first segment from the start state, by hand: make rows 0 and 2 exactly right
+        predictions = model.heads(segment(model.initial_state(4, "cpu"), model.embed(batch["inputs"], batch["puzzle_ids"])))[0].argmax(-1)
+    batch["labels"][::2] = predictions[::2]
+    exact = (predictions == batch["labels"]).all(-1)
+    assert exact.tolist() == [True, False, True, False]
     carry, loss, terms, results = train_segment(model, Carry.start(model, batch), batch)
     assert len(calls) == 1  # no bootstrap segment
     assert set(terms) == {"lm", "q_halt"}
-    bce = torch.nn.functional.binary_cross_entropy_with_logits(results["q_halt"], results["exact"].float(), reduction="sum")
+    assert torch.equal(results["exact"], exact)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(results["q_halt"], exact.float(), reduction="sum")
     assert torch.allclose(terms["q_halt"], 0.5 * bce, atol=1e-6)
 
 

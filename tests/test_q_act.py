@@ -85,6 +85,10 @@ def test_bootstrapped_continue_target_comes_from_one_more_segment():
     with torch.no_grad():
         after = model.segment(dict(carry.state), x)
         nxt = model.policy.logits(model.core.readout(model.segment(after, x)))
+        predictions = model.heads(after)[0].argmax(-1)
+    carry.data["labels"][::2] = predictions[::2]  # rows 0 and 2 exactly right, 1 and 3 not
+    exact = (predictions == carry.data["labels"]).all(-1)
+    assert exact.tolist() == [True, False, True, False]
     is_last = torch.tensor([False, True, False, True])
     expected = torch.sigmoid(torch.where(is_last, nxt["q_halt"], torch.maximum(nxt["q_halt"], nxt["q_continue"])))
 
@@ -100,7 +104,7 @@ def test_bootstrapped_continue_target_comes_from_one_more_segment():
     assert torch.allclose(captured["q_continue"], expected, atol=1e-6)
     assert carry.halted.tolist() == [False, True, False, True]
     assert set(terms) == {"lm", "q_halt", "q_continue"}
-    # Loss terms: q_halt is BCE against exact correctness, weighted 0.5.
-    q_halt = results["q_halt"]
-    bce = torch.nn.functional.binary_cross_entropy_with_logits(q_halt, results["exact"].float(), reduction="sum")
+    # Loss terms: q_halt is BCE against exact correctness (computed above, independently), weighted 0.5.
+    assert torch.equal(results["exact"], exact)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(results["q_halt"], exact.float(), reduction="sum")
     assert torch.allclose(terms["q_halt"], 0.5 * bce, atol=1e-6)

@@ -7,7 +7,6 @@ for 4x4 grids written here, and plain validity checks of its answers on real har
 from __future__ import annotations
 
 import itertools
-import os
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import shared_file
 from latentreason.tasks import sudoku_data as sd
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-MAGICTOUR = REPO_ROOT / ".." / "shared" / "data" / "sudoku" / "magictour_top1465_dev.txt"
 
 seeds = st.integers(min_value=0, max_value=2**32 - 1)
 
@@ -250,20 +248,23 @@ def test_augmentation_changes_the_grid_and_sometimes_transposes():
     rng = np.random.default_rng(0)
     outputs = [sd.augment(puzzle, solution, rng) for _ in range(20)]
     assert all(not np.array_equal(new_solution, solution) for _, new_solution in outputs)
-    # Blank positions show the geometry: a transpose moves givens across the diagonal.
-    blank_patterns = {(new_puzzle != 0).tobytes() for new_puzzle, _ in outputs}
-    assert len(blank_patterns) > 1
+    # Givens all in one row stay in one row under band/row/stack/column shuffles and land in one
+    # column only under a transpose: both must occur (p = 0.5 each).
+    one_row = solution.copy()
+    one_row[9:] = 0  # only the first row given
+    shapes = set()
+    for _ in range(20):
+        new_puzzle, _ = sd.augment(one_row, solution, rng)
+        rows, cols = np.nonzero(new_puzzle.reshape(9, 9))
+        shapes.add("row" if len(set(rows)) == 1 else "column" if len(set(cols)) == 1 else "other")
+    assert shapes == {"row", "column"}
 
 
 # ---------------------------------------------------------------- the real hard puzzles
 
 
 def test_solver_on_magictour_file():
-    if not MAGICTOUR.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set but the Sudoku test data is missing: {MAGICTOUR}")
-        pytest.skip(f"hard-puzzle file not present at {MAGICTOUR} (shared data not checked out)")
-    lines = [line.strip() for line in MAGICTOUR.read_text().splitlines()]
+    lines = [line.strip() for line in shared_file("sudoku", "magictour_top1465_dev.txt").read_text().splitlines()]
     puzzles = [parse(line) for line in lines if line and not line.startswith("#")][:30]
     assert len(puzzles) == 30
     for puzzle in puzzles:
@@ -273,9 +274,7 @@ def test_solver_on_magictour_file():
 
 
 def test_load_lines_on_magictour_head(tmp_path):
-    if not MAGICTOUR.exists():
-        pytest.skip(f"hard-puzzle file not present at {MAGICTOUR}")
-    head = MAGICTOUR.read_text().splitlines()[:12]  # two comment lines and ten puzzles
+    head = shared_file("sudoku", "magictour_top1465_dev.txt").read_text().splitlines()[:12]  # two comment lines and ten puzzles
     path = tmp_path / "head.txt"
     path.write_text("\n".join(head) + "\n")
     puzzles, solutions, ratings = sd.load_sudoku_file(path)

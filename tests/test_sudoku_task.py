@@ -12,7 +12,7 @@ def _task(tmp_path, **kw):
     return registry.build("task", card)
 
 
-def test_generated_splits_are_valid_cached_and_disjoint(tmp_path):
+def test_generated_splits_are_valid_cached_and_disjoint(tmp_path, monkeypatch):
     task = _task(tmp_path)
     splits = task.splits()
     train, test = splits["train"], splits["test"]
@@ -25,6 +25,7 @@ def test_generated_splits_are_valid_cached_and_disjoint(tmp_path):
     seen = {tuple(row) for row in train["inputs"].tolist()}
     assert not any(tuple(row) in seen for row in test["inputs"].tolist())
     assert len(list(tmp_path.glob("sudoku-*.npz"))) == 2
+    monkeypatch.setattr(sd, "build_dataset", lambda *a, **k: pytest.fail("the cached dataset was built again"))
     again = _task(tmp_path).splits()  # read back from the cache
     assert torch.equal(again["train"]["inputs"], train["inputs"])
 

@@ -20,7 +20,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 import latentreason
 from latentreason.model import build_model
 from latentreason.train.deep_supervision import run_to_halt
-from latentreason_ponder.ponder import Ponder, bernoulli_kl
+from latentreason_ponder.ponder import Ponder
 
 TINY = ["core.hidden_size=32", "core.num_heads=2", "core.H_layers=1", "core.L_layers=1", "core.mlp_multiple=16", "trainer.global_batch_size=8"]
 
@@ -80,14 +80,19 @@ def test_per_segment_terms_sum_to_pondernet_loss_in_expectation():
     geometric = torch.tensor([lambda_p * (1 - lambda_p) ** k for k in range(n)])
     geometric[-1] = (1 - lambda_p) ** (n - 1)
     rec, kl = (p_n * errors).sum(), (p_n * (p_n / geometric).log()).sum()
-    # Per segment: J_n = lambda_n e_n + (1 - lambda_n) J_{n+1} with the exact J as the value, and Bernoulli KLs
-    values = torch.zeros(n + 1)
+    # The policy's per-segment terms, segment by segment from the last, each given the next one's
+    # expected error as its value target (what the value head learns to predict)
+    ponder = Ponder(hidden_size=8, max_steps=n, lambda_p=lambda_p, beta=1.0, loss_weight=1.0).train()
+    next_value, kl_sum = torch.tensor([0.0]), torch.tensor(0.0, dtype=torch.float64)
     for k in reversed(range(n)):
-        values[k] = lams[k] * errors[k] + (1 - lams[k]) * values[k + 1]
-    logit = torch.logit(lams[:-1].double())
-    per_segment_kl = (reach[:-1].double() * bernoulli_kl(logit, lambda_p)).sum()
-    assert torch.isclose(values[0], rec)
-    assert torch.isclose(per_segment_kl, kl.double(), atol=1e-6)
+        is_last = k == n - 1
+        logits = {"q_halt": torch.logit(lams[k : k + 1].double()).float(), "ponder_value": torch.zeros(1)}
+        targets = {"is_last": torch.tensor([is_last]), "next_value": next_value}
+        terms = ponder.loss(logits, targets, exact=torch.tensor([errors[k] == 0]))
+        next_value = terms["ponder_rec"].detach().view(1)
+        kl_sum += reach[k].double() * terms["ponder_kl"].double()
+    assert torch.isclose(next_value[0], rec)  # the first segment's term is PonderNet's expected error
+    assert torch.isclose(kl_sum, kl.double(), atol=1e-5)  # reach-weighted KL terms: PonderNet's KL
 
 
 def tiny_model(*overrides):
