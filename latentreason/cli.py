@@ -51,7 +51,7 @@ def cmd_run(args: list[str]) -> None:
         from latentreason.train.run import build_task, check_run_config, make_module
 
         check_run_config(config)
-        model = make_module(config, build_task(config)).model
+        model = make_module(config, build_task(config), num_puzzle_ids=1).model  # the puzzle table is a buffer, not counted: no need to build the data
         console.print(OmegaConf.to_yaml(config))
         console.print(f"{recipe or 'run'} ({config.preset} preset): {sum(p.numel() for p in model.parameters() if p.requires_grad):,} trainable parameters")
         return
