@@ -79,9 +79,10 @@ def cmd_list(args: list[str]) -> None:
     table = Table(title="latentreason components and recipes")
     for column in ("kind", "name", "origin", "what it is"):
         table.add_column(column)
+    cards = {k: set(plugins.config_options(k)) for k in registry.KINDS}  # each folder globbed once
     for entry in registry.entries(None if kind in (None, "recipe") else kind):
         if kind != "recipe":
-            has_card = entry.name in plugins.config_options(entry.kind)
+            has_card = entry.name in cards[entry.kind]
             table.add_row(entry.kind, entry.name, entry.origin + ("" if has_card else " (no card)"), entry.summary)
     if kind in (None, "recipe"):
         for name, (path, origin) in plugins.config_options("recipe").items():
@@ -97,6 +98,7 @@ def load_checkpoint(path: str):
     The model is built with the checkpoint's own number of puzzle identifiers, so loading needs
     no data; `use_puzzle_names` then fits the table to the data at hand.
     """
+    import torch
     from omegaconf import OmegaConf
 
     from latentreason.train.checkpoints import read_checkpoint
@@ -112,6 +114,8 @@ def load_checkpoint(path: str):
     if checkpoint.get("ema"):  # trained with trainer.ema: predict with the averaged weights, as the run evaluated
         module.model.load_state_dict({**module.model.state_dict(), **checkpoint["ema"]})
     module.eval()
+    if torch.cuda.is_available() and config.trainer.get("accelerator", "auto") in ("auto", "gpu", "cuda"):
+        module.to("cuda")  # eval and solve run where the run trained by default
     return module, task, config
 
 
@@ -148,13 +152,14 @@ def predict(module, split, batch_size: int, limit: int | None = None) -> dict:
     with torch.no_grad(), bar as advance:
         for start in range(0, count, batch_size):
             stop = min(start + batch_size, count)
-            logits, steps, halt_logits = run_to_halt(module.model, split["inputs"][start:stop], split["puzzle_ids"][start:stop])
-            results = per_row_results(logits, split["labels"][start:stop])
+            inputs, labels, ids = (split[k][start:stop].to(module.device) for k in ("inputs", "labels", "puzzle_ids"))
+            logits, steps, halt_logits = run_to_halt(module.model, inputs, ids)
+            results = per_row_results(logits, labels)
             results.update(steps=steps, **halt_logits)
-            metrics.update(results)
-            predictions.append(logits.argmax(-1))
-            confidences.append(confidence(halt_logits, stop - start))
-            segments.append(steps)
+            metrics.update({k: v.cpu() for k, v in results.items()})
+            predictions.append(logits.argmax(-1).cpu())
+            confidences.append(confidence(halt_logits, stop - start).cpu())
+            segments.append(steps.cpu())
             advance(stop - start)
     return {
         "predictions": torch.cat(predictions), "confidence": torch.cat(confidences), "steps": torch.cat(segments), "count": count,
@@ -173,8 +178,12 @@ def cmd_eval(args: list[str]) -> None:
     source = options.get("data", "test")
     if source in ("test", "train"):
         data = task.splits()[source]
+    elif "solutions" in options:
+        if not hasattr(task, "eval_solutions"):
+            raise ConfigError(f"solutions= is for ARC checkpoints (a combined challenges file and its solutions); this checkpoint's task is {config.task.name}")
+        data = task.read_file(source, solutions=options["solutions"])
     else:
-        data = task.read_file(source, solutions=options["solutions"]) if "solutions" in options else task.read_file(source)
+        data = task.read_file(source)
     use_puzzle_names(module, data)
     limit, batch_size = _positive(options, "limit", len(data["inputs"])), _positive(options, "batch_size", int(config.trainer.eval_batch_size))
     out = predict(module, data, batch_size, limit)
@@ -182,9 +191,9 @@ def cmd_eval(args: list[str]) -> None:
     console.print(f"{source}: {int(m['count']):,} examples, token accuracy {m['token_accuracy']:.2%}, exact accuracy {m['exact_accuracy']:.2%}, mean steps {m['steps']:.2f}")
     if task.scores_predictions:
         data = {k: v if k == "names" else v[: out["count"]] for k, v in data.items()}  # the rows predicted (limit=)
-        ckpt = Path(options["ckpt"]).resolve()
-        run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
-        out_dir = Path(options.get("out") or run_dir / f"eval-{Path(source).stem}")
+        from latentreason.train.checkpoints import run_dir_of
+
+        out_dir = Path(options.get("out") or run_dir_of(Path(options["ckpt"]).resolve()) / f"eval-{Path(source).stem}")
         scores = task.score(data, out["predictions"], out["confidence"], out_dir)
         if scores:
             console.print(f"{type(task).__name__} scores: {format_scores(scores)}")

@@ -82,7 +82,7 @@ def adapt_puzzle_table(
             return table, None
         source = [row if row < table.shape[0] else -1 for row in range(count)]
         how = "matched by position"
-    source = torch.tensor(source, dtype=torch.long)
+    source = torch.tensor(source, dtype=torch.long, device=table.device)
     known = source >= 0
     out = table.mean(0, keepdim=True).repeat(count, 1)
     out[known] = table[source[known]]

@@ -301,3 +301,16 @@ def test_evaluation_uses_the_ema_weights_and_checkpoints_keep_them(monkeypatch, 
     monkeypatch.setattr(run_file, "make_module", lambda config, task, **_: _module("trainer.ema=true", "halt.max_steps=2"))
     loaded, _, _ = load_checkpoint(str(path))
     assert torch.equal(loaded.model.lm_head.weight, averaged[name])
+
+
+def test_q_halt_accuracy_counts_only_rows_with_a_halting_head():
+    from latentreason.train.metrics import ReasoningMetrics
+
+    base = {"counts": torch.tensor([4, 4, 4]), "token_accuracy": torch.tensor([1.0, 0.5, 1.0]), "exact": torch.tensor([True, False, True]), "steps": torch.tensor([1, 2, 3])}
+    without = ReasoningMetrics()
+    without.update(base)
+    assert math.isnan(float(without.compute()["q_halt_accuracy"]))  # `fixed` halting: nothing to be right about
+    with_head = ReasoningMetrics()
+    with_head.update({**base, "q_halt": torch.tensor([1.0, 1.0, -1.0])}, rows=torch.tensor([True, True, False]))
+    computed = with_head.compute()  # rows 0 and 1: right, wrong
+    assert float(computed["q_halt_accuracy"]) == 0.5 and float(computed["exact_accuracy"]) == 0.5 and float(computed["steps"]) == 1.5

@@ -23,10 +23,10 @@ from latentreason.console import console, progress
 from latentreason.registry import ConfigError, register
 from latentreason.tasks import arc_data as ad
 from latentreason.tasks import arc_eval
-from latentreason.tasks.base import Split, Task, cached, file_fingerprint
+from latentreason.tasks.base import Split, Task, cached, compact, file_fingerprint
 from latentreason.tasks.sudoku_data import DatasetFormatError
-
-IGNORE = -100
+from latentreason.train.losses import IGNORE_LABEL as IGNORE
+from latentreason.train.losses import check_loss
 
 
 def _fingerprint(path: str | None) -> list | None:
@@ -73,8 +73,7 @@ class Arc(Task):
             raise ConfigError(f"task.eval_fraction={eval_fraction!r} should be between 0 and 1, or give task.eval_path")
         if max_tasks is not None and (not isinstance(max_tasks, int) or max_tasks < 1):
             raise ConfigError(f"task.max_tasks={max_tasks!r} should be a positive integer or null")
-        if loss not in ("stablemax", "softmax"):
-            raise ConfigError(f"task.loss={loss!r} is not a loss; use stablemax or softmax")
+        check_loss(loss)
         self.train_path, self.train_solutions, self.eval_path, self.eval_solutions = train_path, train_solutions, eval_path, eval_solutions
         self.eval_fraction, self.size, self.skip_larger = eval_fraction, size, skip_larger
         self.tasks, self.max_tasks, self.augmentations, self.translate = (list(tasks) if tasks else None), max_tasks, augmentations, translate
@@ -198,6 +197,7 @@ class Arc(Task):
     def _split(arrays: dict[str, np.ndarray], names: list[str]) -> Split:
         # Compact dtypes: at paper scale (about a million rows of 900 tokens) int64 would need tens of GB.
         split = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+        split["inputs"], split["labels"] = compact(arrays["inputs"], arrays["labels"])
         split["names"] = names
         return split
 
@@ -215,10 +215,21 @@ class Arc(Task):
     # -- scoring ---------------------------------------------------------------------------------
 
     def _answers(self, split: Split, predictions: torch.Tensor, confidence: torch.Tensor) -> dict[str, dict[int, arc_eval.TestInput]]:
+        """Ranked answers per task and test input, from the first len(predictions) rows of `split`.
+
+        A task only partly predicted (`eval limit=`) is left out, so it neither scores as complete
+        nor reaches the submission with test inputs missing.
+        """
         names, rows = split["names"], []
+        task_of = [names[p].rsplit("|", 1)[0] for p in split["puzzle_ids"].tolist()]
+        partial = set(task_of[len(predictions) :])
+        if partial:
+            console.print(f"[yellow]{len(partial)} ARC task(s) only partly predicted (limit=) are left out of the scores and the submission.[/]")
         labels = split["labels"][: len(predictions)].numpy()
         for row, (puzzle, index, tokens, conf) in enumerate(zip(split["puzzle_ids"].tolist(), split["test_index"].tolist(), predictions.cpu().numpy(), confidence.tolist())):
             task_id, aug_name = names[puzzle].rsplit("|", 1)
+            if task_id in partial:
+                continue
             aug = ad.Augmentation.from_name(aug_name)
             grid = ad.invert(ad.decode(tokens, self.size), aug)
             known = labels[row] != IGNORE
@@ -228,6 +239,9 @@ class Arc(Task):
 
     def score(self, split: Split, predictions: torch.Tensor, confidence: torch.Tensor, out_dir: Path | None = None) -> dict[str, float]:
         """pass@k by both rules; writes `submission.json` (two attempts per test input) into `out_dir`."""
+        if not bool((split["test_index"] >= 0).any()):  # e.g. `eval data=train`: demonstration pairs, no test inputs
+            console.print("[yellow]This split holds no ARC test inputs (training pairs only): pass@k and the submission are for data=test or an ARC file.[/]")
+            return {}
         answers = self._answers(split, predictions, confidence)
         scores = arc_eval.pass_at_k(answers, self.pass_k)
         if out_dir is not None:
@@ -264,7 +278,3 @@ class Arc(Task):
         from latentreason.render import Grid
 
         return Grid(ad.decode(np.asarray(tokens.cpu()), self.size), "arc")
-
-    def render(self, tokens: torch.Tensor) -> str:
-        grid = ad.decode(np.asarray(tokens.cpu()), self.size)
-        return "\n".join("".join(str(v) for v in row) for row in grid)

@@ -48,10 +48,16 @@ def _problem(path: Path) -> tuple[dict | None, str | None]:
     return checkpoint, None
 
 
+def run_dir_of(path: str | Path) -> Path:
+    """The run folder a checkpoint belongs to: <run>/final.ckpt or <run>/checkpoints/*.ckpt."""
+    path = Path(path)
+    return path.parent.parent if path.parent.name == "checkpoints" else path.parent
+
+
 def run_checkpoints(path: str | Path) -> list[Path]:
     """The other checkpoints of the run `path` belongs to, newest first: checkpoints/*.ckpt and final.ckpt."""
     path = Path(path)
-    run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    run_dir = run_dir_of(path)
     found = [*(run_dir / "checkpoints").glob("*.ckpt"), run_dir / "final.ckpt"]
     others = [p for p in found if p.is_file() and p.resolve() != path.resolve()]
     return sorted(others, key=lambda p: p.stat().st_mtime_ns, reverse=True)

@@ -30,12 +30,22 @@ from latentreason.model import adapt_puzzle_table, build_model
 from latentreason.registry import ConfigError
 from latentreason.tasks.base import Split
 from latentreason.train.checkpoints import rng_state, set_rng_state, step_seed
-from latentreason.train.deep_supervision import Carry, per_row_results, run_to_halt, train_segment
-from latentreason.train.ema import ema_parameters, load_ema_parameters, make_ema, parameters_swapped
+from latentreason.train.deep_supervision import (
+    Carry,
+    per_row_results,
+    run_to_halt,
+    train_segment,
+)
+from latentreason.train.ema import (
+    ema_parameters,
+    load_ema_parameters,
+    make_ema,
+    parameters_swapped,
+)
+from latentreason.train.losses import check_loss
 from latentreason.train.metrics import ReasoningMetrics
 from latentreason.train.optim import build_optimizer, make_scheduler
 
-LOSSES = ("stablemax", "softmax")  # what train.losses.token_cross_entropy computes
 EXAMPLE_KEYS = ("inputs", "labels", "puzzle_ids")
 
 
@@ -96,8 +106,7 @@ class LatentReasoningModule(L.LightningModule):
         self.config = OmegaConf.create(config)
         groups = torch.tensor(position_groups) if position_groups is not None else None
         self.model = build_model(self.config, vocab_size, seq_len, num_puzzle_ids, bool(self.config.trainer.compile), groups)
-        if loss not in LOSSES:
-            raise ConfigError(f"task.loss={loss!r} is not a loss; use one of: {', '.join(LOSSES)}")
+        check_loss(loss)
         self.loss_kind = loss
         self.train_metrics, self.eval_metrics = ReasoningMetrics(), ReasoningMetrics()
         # Plain attributes, not buffers: DDP would overwrite each rank's carry with rank 0's.
@@ -108,7 +117,6 @@ class LatentReasoningModule(L.LightningModule):
         self.test_predictions: dict[str, torch.Tensor] | None = None
         self._collected: list[tuple[torch.Tensor, ...]] = []
         self.stream: ExampleStream | None = None
-        self.eval_limit: int | None = None
         self._saved_rng: dict | None = None  # global random state of a checkpoint, restored at the first step
         self._first_step: int | None = None
         # EMA of the weights (trainer.ema), held in a plain list on purpose: as an attribute, nn.Module
@@ -194,11 +202,12 @@ class LatentReasoningModule(L.LightningModule):
             raise FloatingPointError(f"The loss became {loss.item()} at step {self.global_step} (term(s): {', '.join(bad)}); training stopped. Lower optim.lr or check the data.")
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss / self.stream.local_batch)
+        lr = scheduler.get_last_lr()[0]  # this step's rate, for every optimizer (as HRM): read before the schedule moves on
         optimizer.step()
         scheduler.step()
         if self.model.puzzle is not None:
-            lr_scale = scheduler.get_last_lr()[0] / self.config.optim.lr if self.config.optim.lr else 1.0
-            self.model.puzzle.sign_sgd_step(self.config.optim.puzzle_emb_lr * lr_scale, self.config.optim.puzzle_emb_weight_decay)
+            o = self.config.optim
+            self.model.puzzle.sign_sgd_step(o.puzzle_emb_lr * (lr / o.lr if o.lr else 1.0), o.puzzle_emb_weight_decay)
         if self.ema is not None:
             self._ema_on_device().update(self.model, step=self.global_step)
 
@@ -207,7 +216,7 @@ class LatentReasoningModule(L.LightningModule):
         sync = self.trainer.world_size > 1  # log the mean over processes, i.e. over the global batch
         self.log_dict({f"train/{k}": v.detach() / batch_size for k, v in terms.items()}, prog_bar=False, batch_size=batch_size, sync_dist=sync)
         self.log("train/loss", loss.detach() / batch_size, prog_bar=True, batch_size=batch_size, sync_dist=sync)
-        self.log("lr", scheduler.get_last_lr()[0], prog_bar=False, batch_size=batch_size)
+        self.log("lr", lr, prog_bar=False, batch_size=batch_size)
         if (self.global_step % int(self.config.trainer.log_every) == 0) or self.global_step == int(self.config.trainer.max_steps):
             computed = self.train_metrics.compute()
             self.train_metrics.reset()
@@ -271,7 +280,7 @@ class LatentReasoningModule(L.LightningModule):
                 parts = [part for rank_parts in gathered for part in rank_parts]
             rows, predictions, confidences = (torch.cat(column) for column in zip(*parts))
             order = rows.argsort()
-            self.test_predictions = {"rows": rows[order], "predictions": predictions[order], "confidence": confidences[order]}
+            self.test_predictions = {"predictions": predictions[order], "confidence": confidences[order]}  # in the split's row order
             self._collected = []
 
     # -- checkpoints -----------------------------------------------------------------------------
@@ -321,6 +330,8 @@ class LatentReasoningModule(L.LightningModule):
                 self.carry = Carry.from_state_dict({k: v[rows] if torch.is_tensor(v) else {n: t[rows] for n, t in v.items()} for k, v in saved.items() if k in ("state", "steps", "halted", "data")}, "cpu")
             else:
                 rank_zero_warn(f"The checkpoint's carry holds {saved_batch or 'one process of'} rows, this run's global batch has {global_batch}: every row starts a fresh example.")
+            if message and self.carry is not None:  # its rows' puzzle ids index the old table: start them afresh
+                self.carry.halted[:] = True
         metrics = checkpoint.get("train_metrics")
         if metrics is not None and metrics["count"].numel() == world:
             for name, value in metrics.items():

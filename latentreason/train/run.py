@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import os
 import time
 import warnings
@@ -164,14 +165,19 @@ def _config_differences(saved: dict, current: dict, sections=("core", "grad", "h
     return [f"{k} ({a.get(k)!r} there, {b.get(k)!r} here)" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
+def mismatched_weights(own: dict, saved: dict, adaptable: set[str] = frozenset()) -> list[str]:
+    """Keys missing on either side, or whose shapes differ (except the `adaptable` ones)."""
+    differ = [k for k in own if k not in saved or (saved[k].shape != own[k].shape and k not in adaptable)]
+    return differ + [k for k in saved if k not in own]
+
+
 def check_resume(path: str, config: DictConfig, module: LatentReasoningModule) -> int:
     """Check that `path` loads and fits this run's model before Lightning reads it; returns its step."""
     checkpoint = read_checkpoint(path, option="resume")
     if "optimizer_states" not in checkpoint or "loops" not in checkpoint:
         raise ConfigError(f"Checkpoint {path} holds weights only (no optimizer or loop state), so training cannot resume from it.")
-    own, saved = module.state_dict(), checkpoint["state_dict"]
-    adaptable = {"model.puzzle.table"}  # a different number of puzzle identifiers is adapted on load (fit_puzzle_table)
-    mismatched = [k for k in own if k not in saved or (saved[k].shape != own[k].shape and k not in adaptable)] + [k for k in saved if k not in own]
+    # a different number of puzzle identifiers is adapted on load (fit_puzzle_table)
+    mismatched = mismatched_weights(module.state_dict(), checkpoint["state_dict"], adaptable={"model.puzzle.table"})
     if mismatched:
         diffs = _config_differences(checkpoint["hyper_parameters"]["config"], OmegaConf.to_container(config, resolve=True))
         what = f"settings that differ: {', '.join(diffs[:6])}" if diffs else f"{mismatched[0]!r} does not match"
@@ -210,8 +216,8 @@ def init_weights(module: LatentReasoningModule, path: str) -> str:
     """Start from the weights of checkpoint `path` (not its optimizer, step or carry), adapting the puzzle table."""
     checkpoint = read_checkpoint(path, option="init_from")
     message = fit_puzzle_table(module, checkpoint)
-    own, saved = module.state_dict(), checkpoint["state_dict"]
-    mismatched = [k for k in own if k not in saved or saved[k].shape != own[k].shape] + [k for k in saved if k not in own]
+    saved = checkpoint["state_dict"]
+    mismatched = mismatched_weights(module.state_dict(), saved)
     if mismatched:
         raise ConfigError(f"init_from={path}: the checkpoint's model differs from this one ({mismatched[0]!r}); use a checkpoint of the same core, sizes and task vocabulary.")
     module.load_state_dict(saved)
@@ -308,7 +314,8 @@ def run(config: DictConfig, recipe: str | None = None) -> dict[str, float]:
     say(
         f"Held-out ({len(splits['test']['inputs']):,} examples, {model_steps(config)} segments): "
         f"token accuracy [bold]{metrics['token_accuracy']:.1%}[/], exact accuracy [bold]{metrics['exact_accuracy']:.1%}[/], "
-        f"Q-halt accuracy {metrics['q_halt_accuracy']:.1%}; trained {trainer.global_step} steps in {train_seconds / 60:.1f} min. "
+        + ("" if math.isnan(metrics["q_halt_accuracy"]) else f"Q-halt accuracy {metrics['q_halt_accuracy']:.1%}; ")
+        + f"trained {trainer.global_step} steps in {train_seconds / 60:.1f} min. "
         f"Checkpoint: {final}"
     )
     if main_process and module.test_predictions is not None:
