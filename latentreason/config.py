@@ -19,17 +19,9 @@ from omegaconf import DictConfig, OmegaConf
 from latentreason import plugins
 from latentreason.registry import ConfigError, close_matches
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-
-
 def config_dir(name: str) -> Path:
     """`registry` or `recipes`: inside the installed package, or at the top of a checkout."""
     return plugins.builtin_config_dir(name)
-
-
-def recipe_files() -> dict[str, Path]:
-    """Every recipe, built-in and from plugins or `add_config_dir`: name -> file."""
-    return {name: path for name, (path, _) in plugins.config_options("recipe").items()}
 
 
 _stored: set[tuple[str, str]] = set()

@@ -16,7 +16,6 @@ from latentreason import registry
 from latentreason.registry import ConfigError
 
 PLUGIN_GROUP = "latentreason.plugins"
-_plugin_errors: dict[str, str] = {}  # entry-point name -> "<error>", reported once
 _plugins_seen: set[str] = set()
 
 
@@ -57,18 +56,11 @@ def load_plugins() -> None:
                 for name in set(registry._REGISTRY[kind]) - names:
                     del registry._REGISTRY[kind][name]
             del _CONFIG_SOURCES[sources_before:]
-            _plugin_errors[point.name] = f"{type(error).__name__}: {error}"
             from latentreason.console import console
 
             console.print(f"[yellow]Plugin {origin} ({point.value}) failed to load and is left out: {type(error).__name__}: {error}[/]")
         finally:
             registry._current_origin = "built-in"
-
-
-def plugin_errors() -> dict[str, str]:
-    """The plugins that failed to load: entry-point name -> error."""
-    registry.load_builtins()
-    return dict(_plugin_errors)
 
 
 # -- config folders: the built-in cards and recipes, and those plugins or users add ---------------

@@ -7,6 +7,7 @@ so a YAML file cannot make the framework import and run arbitrary code.
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
@@ -67,14 +68,22 @@ def _where(factory) -> str:
     return f"{factory.__module__}.{factory.__qualname__}"
 
 
+@functools.cache
+def _distributions() -> dict:
+    """importlib's map of top-level modules to distributions: a scan of site-packages, done once."""
+    from importlib.metadata import packages_distributions
+
+    return packages_distributions()
+
+
 def _origin_of(factory) -> str:
     """Where a component comes from: a plugin while it loads, "built-in", an installed distribution, or the user's module."""
     if _current_origin != "built-in" or factory.__module__.startswith("latentreason."):
         return _current_origin
-    from importlib.metadata import packages_distributions, version
+    from importlib.metadata import version
 
     top = factory.__module__.split(".")[0]
-    for dist in packages_distributions().get(top, []):
+    for dist in _distributions().get(top, []):
         return f"{dist} {version(dist)}"
     return f"local ({factory.__module__})"
 

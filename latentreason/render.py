@@ -51,9 +51,9 @@ def terminal(grid: Grid) -> Text:
         for c in range(cols):
             value = int(grid.cells[r, c])
             if grid.style == "arc":
-                out.append("  ", style=f"on {ARC_COLOURS[value % 10]}")
+                out.append("  ", style=f"on {_cell_colour(grid, value)}")
             elif grid.style == "maze":
-                colour = MAZE_COLOURS[value] if 0 <= value < len(MAZE_COLOURS) else "magenta"
+                colour = _cell_colour(grid, value)
                 out.append(MAZE_CHARS[value] if 0 <= value < len(MAZE_CHARS) else "? ", style=f"bold {colour}" if value in (3, 4, 5) else colour)
             else:
                 if grid.box and c and c % grid.box == 0:

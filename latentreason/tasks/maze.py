@@ -16,9 +16,17 @@ import torch
 from latentreason.console import progress
 from latentreason.registry import ConfigError, register
 from latentreason.tasks import maze_data as md
-from latentreason.tasks.base import Split, Task, cached, drop_seen, file_fingerprint, to_split
+from latentreason.tasks.base import (
+    Split,
+    Task,
+    cached,
+    drop_seen,
+    file_fingerprint,
+    to_split,
+)
 from latentreason.tasks.grids import dihedral
 from latentreason.tasks.sudoku_data import DatasetFormatError
+from latentreason.train.losses import check_loss
 
 
 @register("task", "maze")
@@ -50,8 +58,7 @@ class Maze(Task):
             raise ConfigError(f"task.min_path_length={min_path_length!r} should be between 1 and {size * size - 1} (null: {md.default_min_path(size)} for size {size})")
         if not 0.0 <= loop_fraction <= 1.0:
             raise ConfigError(f"task.loop_fraction={loop_fraction!r} should be between 0 and 1")
-        if loss not in ("stablemax", "softmax"):
-            raise ConfigError(f"task.loss={loss!r} is not a loss; use stablemax or softmax")
+        check_loss(loss)
         self.size, self.train_mazes, self.test_mazes = size, train_mazes, test_mazes
         self.min_path_length = md.default_min_path(size) if min_path_length is None else min_path_length
         self.loop_fraction, self.augment = loop_fraction, augment
@@ -122,10 +129,6 @@ class Maze(Task):
         return torch.stack((cell // self.size, self.size + cell % self.size), dim=1)
 
     # -- showing and scoring -----------------------------------------------------------------
-
-    def render(self, tokens: torch.Tensor) -> str:
-        text = md.decode_row(np.asarray(tokens.cpu()), self.size)
-        return "\n".join(text[r * self.size : (r + 1) * self.size] for r in range(self.size))
 
     def to_grid(self, tokens: torch.Tensor):
         from latentreason.render import Grid

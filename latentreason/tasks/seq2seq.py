@@ -33,6 +33,7 @@ import torch
 from latentreason.registry import ConfigError, register
 from latentreason.tasks.base import Split, Task, cached, file_fingerprint, to_split
 from latentreason.tasks.sudoku_data import DatasetFormatError
+from latentreason.train.losses import check_loss
 
 PAD = 0
 IGNORE = -100
@@ -126,6 +127,7 @@ class Seq2Seq(Task):
             raise ConfigError("The seq2seq task needs a file of examples: task.train_file=pairs.csv (CSV with columns input,output) or pairs.jsonl")
         if tokens not in TOKENIZERS:
             raise ConfigError(f"task.tokens={tokens!r}: choose 'spaces' (tokens separated by spaces) or 'chars' (one token per character)")
+        check_loss(loss)
         if not test_file and not 0.0 < test_fraction < 1.0:
             raise ConfigError(f"task.test_fraction={test_fraction!r} must be between 0 and 1 (or give task.test_file)")
         self.train_file, self.test_file, self.test_fraction = train_file, test_file, test_fraction

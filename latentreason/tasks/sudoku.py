@@ -10,7 +10,15 @@ import torch
 from latentreason.console import console, progress
 from latentreason.registry import ConfigError, register
 from latentreason.tasks import sudoku_data as sd
-from latentreason.tasks.base import Split, Task, cached, drop_seen, file_fingerprint, to_split
+from latentreason.tasks.base import (
+    Split,
+    Task,
+    cached,
+    drop_seen,
+    file_fingerprint,
+    to_split,
+)
+from latentreason.train.losses import check_loss
 
 
 @register("task", "sudoku")
@@ -33,8 +41,7 @@ class Sudoku(Task):
     ):
         if box not in sd.SUPPORTED_BOXES:
             raise ConfigError(f"task.box={box!r} is not supported; use one of {', '.join(map(str, sd.SUPPORTED_BOXES))} (3: 9x9 Sudoku, 2: 4x4)")
-        if loss not in ("stablemax", "softmax"):
-            raise ConfigError(f"task.loss={loss!r} is not a loss; use stablemax or softmax")
+        check_loss(loss)
         for key, value in (("train_puzzles", train_puzzles), ("test_puzzles", test_puzzles), ("augmentations", augmentations)):
             if value < 0:
                 raise ConfigError(f"task.{key}={value} should be 0 or more")
