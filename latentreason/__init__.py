@@ -6,7 +6,7 @@ when a function needs them.
 """
 
 from latentreason.api import add_config_dir, components, load_config, recipes, register, run
-from latentreason.registry import ConfigError
+from latentreason.errors import ConfigError
 
 __all__ = ["register", "add_config_dir", "load_config", "run", "components", "recipes", "ConfigError"]
 __version__ = "0.1.0"

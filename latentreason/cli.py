@@ -21,7 +21,8 @@ USAGE = """usage:
 
 
 def _key_values(args: list[str], allowed: set[str], command: str) -> tuple[dict[str, str], list[str]]:
-    from latentreason.registry import ConfigError, close_matches
+    from latentreason.errors import ConfigError
+    from latentreason.registry import close_matches
 
     options, rest = {}, []
     for arg in args:
@@ -48,7 +49,8 @@ def cmd_run(args: list[str]) -> None:
     if dry_run:
         from omegaconf import OmegaConf
 
-        from latentreason.train.run import build_task, check_run_config, make_module
+        from latentreason.tasks.base import build_task
+        from latentreason.train.run import check_run_config, make_module
 
         check_run_config(config)
         model = make_module(config, build_task(config), num_puzzle_ids=1).model  # the puzzle table is a buffer, not counted: no need to build the data
@@ -60,7 +62,7 @@ def cmd_run(args: list[str]) -> None:
 
 def cmd_data(args: list[str]) -> None:
     from latentreason.config import load_config
-    from latentreason.train.run import build_task
+    from latentreason.tasks.base import build_task
 
     task = build_task(load_config(args))
     splits = task.splits()
@@ -71,11 +73,12 @@ def cmd_list(args: list[str]) -> None:
     from rich.table import Table
 
     from latentreason import plugins, registry
+    from latentreason.errors import ConfigError
 
     kind = args[0] if args else None
     kinds = list(registry.KINDS) + ["recipe"]
     if kind and kind not in kinds:
-        raise registry.ConfigError(f"Unknown kind {kind!r}; kinds: {', '.join(kinds)}.{registry.close_matches(kind, kinds)}")
+        raise ConfigError(f"Unknown kind {kind!r}; kinds: {', '.join(kinds)}.{registry.close_matches(kind, kinds)}")
     table = Table(title="latentreason components and recipes")
     for column in ("kind", "name", "origin", "what it is"):
         table.add_column(column)
@@ -92,89 +95,16 @@ def cmd_list(args: list[str]) -> None:
     console.print(table)
 
 
-def load_checkpoint(path: str):
-    """The trained module and its task from a checkpoint written by `latentreason run`.
-
-    The model is built with the checkpoint's own number of puzzle identifiers, so loading needs
-    no data; `use_puzzle_names` then fits the table to the data at hand.
-    """
-    import torch
-    from omegaconf import OmegaConf
-
-    from latentreason.train.checkpoints import read_checkpoint
-    from latentreason.train.run import build_task, make_module
-
-    checkpoint = read_checkpoint(path)  # weights_only; a damaged file is named with a good one of the same run
-    config = OmegaConf.create(checkpoint["hyper_parameters"]["config"])
-    task = build_task(config)
-    table = checkpoint["state_dict"].get("model.puzzle.table")
-    module = make_module(config, task, num_puzzle_ids=table.shape[0] if table is not None else 1)
-    module.puzzle_names = checkpoint.get("puzzle_names")
-    module.load_state_dict(checkpoint["state_dict"])
-    if checkpoint.get("ema"):  # trained with trainer.ema: predict with the averaged weights, as the run evaluated
-        module.model.load_state_dict({**module.model.state_dict(), **checkpoint["ema"]})
-    module.eval()
-    if torch.cuda.is_available() and config.trainer.get("accelerator", "auto") in ("auto", "gpu", "cuda"):
-        module.to("cuda")  # eval and solve run where the run trained by default
-    return module, task, config
-
-
-def use_puzzle_names(module, split) -> None:
-    """Fit the loaded puzzle-embedding table to the identifiers of `split`, saying what changed."""
-    from latentreason.model import adapt_puzzle_table
-
-    puzzle = module.model.puzzle
-    if puzzle is None:
-        return
-    names = split.get("names")
-    count = len(names) if names is not None else max(puzzle.table.shape[0], int(split["puzzle_ids"].max()) + 1)
-    table, message = adapt_puzzle_table(puzzle.table, module.puzzle_names, names, count)
-    if message:
-        puzzle.table = table
-        module.puzzle_names = names
-        console.print(f"[yellow]{message}[/]")
-
-
-def predict(module, split, batch_size: int, limit: int | None = None) -> dict:
-    """Run every row of `split` to its halting step: predicted tokens, confidence, and the usual metrics."""
-    from contextlib import nullcontext
-
-    import torch
-
-    from latentreason.console import progress
-    from latentreason.train.deep_supervision import per_row_results, run_to_halt
-    from latentreason.train.metrics import ReasoningMetrics
-    from latentreason.train.module import confidence
-
-    count = len(split["inputs"]) if limit is None else min(limit, len(split["inputs"]))
-    metrics, predictions, confidences, segments = ReasoningMetrics(), [], [], []
-    bar = progress("Predicting", count) if count > batch_size else nullcontext(lambda n: None)  # no bar for a single batch
-    with torch.no_grad(), bar as advance:
-        for start in range(0, count, batch_size):
-            stop = min(start + batch_size, count)
-            inputs, labels, ids = (split[k][start:stop].to(module.device) for k in ("inputs", "labels", "puzzle_ids"))
-            logits, steps, halt_logits = run_to_halt(module.model, inputs, ids)
-            results = per_row_results(logits, labels)
-            results.update(steps=steps, **halt_logits)
-            metrics.update({k: v.cpu() for k, v in results.items()})
-            predictions.append(logits.argmax(-1).cpu())
-            confidences.append(confidence(halt_logits, stop - start).cpu())
-            segments.append(steps.cpu())
-            advance(stop - start)
-    return {
-        "predictions": torch.cat(predictions), "confidence": torch.cat(confidences), "steps": torch.cat(segments), "count": count,
-        "metrics": {k: float(v) for k, v in metrics.compute().items()},
-    }
-
-
 def cmd_eval(args: list[str]) -> None:
-    from latentreason.registry import ConfigError
+    from latentreason.errors import ConfigError
+    from latentreason.inference import load_checkpoint
     from latentreason.train.run import format_scores
 
     options, rest = _key_values(args, {"ckpt", "data", "solutions", "limit", "batch_size", "out"}, "eval")
     if "ckpt" not in options or rest:
         raise ConfigError("usage: latentreason eval ckpt=PATH [data=FILE|test|train] [solutions=FILE] [limit=N] [out=DIR]")
-    module, task, config = load_checkpoint(options["ckpt"])
+    trained = load_checkpoint(options["ckpt"])
+    task, config = trained.task, trained.config
     source = options.get("data", "test")
     if source in ("test", "train"):
         data = task.splits()[source]
@@ -184,9 +114,9 @@ def cmd_eval(args: list[str]) -> None:
         data = task.read_file(source, solutions=options["solutions"])
     else:
         data = task.read_file(source)
-    use_puzzle_names(module, data)
+    trained.use_puzzle_names(data)
     limit, batch_size = _positive(options, "limit", len(data["inputs"])), _positive(options, "batch_size", int(config.trainer.eval_batch_size))
-    out = predict(module, data, batch_size, limit)
+    out = trained.predict(data, batch_size, limit)
     m = out["metrics"]
     console.print(f"{source}: {int(m['count']):,} examples, token accuracy {m['token_accuracy']:.2%}, exact accuracy {m['exact_accuracy']:.2%}, mean steps {m['steps']:.2f}")
     if task.scores_predictions:
@@ -200,7 +130,7 @@ def cmd_eval(args: list[str]) -> None:
 
 
 def _positive(options: dict[str, str], key: str, default: int) -> int:
-    from latentreason.registry import ConfigError
+    from latentreason.errors import ConfigError
 
     value = options.get(key, str(default))
     if not value.isdigit() or int(value) < 1:
@@ -209,16 +139,18 @@ def _positive(options: dict[str, str], key: str, default: int) -> int:
 
 
 def cmd_solve(args: list[str]) -> None:
-    from latentreason.registry import ConfigError
+    from latentreason.errors import ConfigError
+    from latentreason.inference import load_checkpoint
     from latentreason.render import save_png, show
 
     options, rest = _key_values(args, {"ckpt", "png"}, "solve")
     if "ckpt" not in options or len(rest) != 1:
         raise ConfigError("usage: latentreason solve ckpt=PATH PUZZLE [png=FILE] (PUZZLE: the puzzle on one line, or a file holding it; ARC: a task .json)")
-    module, task, config = load_checkpoint(options["ckpt"])
+    trained = load_checkpoint(options["ckpt"])
+    task = trained.task
     split = task.puzzle_split(rest[0])
-    use_puzzle_names(module, split)
-    out = predict(module, split, int(config.trainer.eval_batch_size))
+    trained.use_puzzle_names(split)
+    out = trained.predict(split)
     panels = task.present(split, out["predictions"], out["confidence"])
     show(panels)
     steps = out["steps"].float()
@@ -231,8 +163,8 @@ COMMANDS = {"run": cmd_run, "list": cmd_list, "data": cmd_data, "eval": cmd_eval
 
 
 def main(argv: list[str] | None = None) -> int:
-    from latentreason.registry import ConfigError
-    from latentreason.tasks.sudoku_data import DatasetFormatError
+    from latentreason.errors import ConfigError
+    from latentreason.errors import DatasetFormatError
 
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help", "help"):

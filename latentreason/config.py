@@ -17,7 +17,8 @@ from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
 
 from latentreason import plugins
-from latentreason.registry import ConfigError, close_matches
+from latentreason.errors import ConfigError
+from latentreason.registry import close_matches
 
 def config_dir(name: str) -> Path:
     """`registry` or `recipes`: inside the installed package, or at the top of a checkout."""

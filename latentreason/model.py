@@ -15,7 +15,7 @@ from latentreason import registry
 from latentreason.cores.base import Core, State
 from latentreason.cores.blocks import Linear, truncated_normal_
 from latentreason.grad.base import GradientEstimator
-from latentreason.halting.base import HaltingPolicy, HaltLogits
+from latentreason.halt.base import HaltingPolicy, HaltLogits
 
 
 class PuzzleEmbedding(nn.Module):

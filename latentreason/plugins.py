@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from latentreason import registry
-from latentreason.registry import ConfigError
+from latentreason.errors import ConfigError
 
 PLUGIN_GROUP = "latentreason.plugins"
 _plugins_seen: set[str] = set()
@@ -94,9 +94,9 @@ _CONFIG_SOURCES: list[ConfigSource] = []
 
 
 def builtin_config_dir(name: str) -> Path:
-    """`registry` or `recipes`: inside the installed package, or at the top of a checkout."""
+    """`registry` (the config cards) or `recipes`: inside the installed package, or at the top of a checkout."""
     package = Path(__file__).resolve().parent
-    packaged = package / f"_{name}"
+    packaged = package / {"registry": "_cards", "recipes": "_recipes"}[name]
     return packaged if packaged.is_dir() else package.parent / name
 
 

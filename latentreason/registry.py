@@ -12,11 +12,9 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from latentreason.errors import ConfigError
+
 KINDS = ("core", "grad", "halt", "task")
-
-
-class ConfigError(ValueError):
-    """A config names something that does not exist or does not fit; the message says how to fix it."""
 
 
 @dataclass(frozen=True)
@@ -176,7 +174,7 @@ def load_builtins() -> None:
     _builtins_loaded = True
     import importlib
 
-    for module in ("cores.hrm", "cores.looped", "cores.trm", "cores.latent_diffusion", "grad.one_step", "grad.tbptt", "halting.q_act", "halting.fixed", "halting.halt_only", "tasks.sudoku", "tasks.seq2seq", "tasks.maze", "tasks.arc"):
+    for module in ("cores.hrm", "cores.looped", "cores.trm", "cores.latent_diffusion", "grad.one_step", "grad.tbptt", "halt.q_act", "halt.fixed", "halt.halt_only", "tasks.sudoku", "tasks.seq2seq", "tasks.maze", "tasks.arc"):
         importlib.import_module(f"latentreason.{module}")
     from latentreason.plugins import load_plugins
 

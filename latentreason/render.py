@@ -82,7 +82,7 @@ def save_png(panels: list[Panel], path: str | Path, cell: int = 20) -> Path:
     """Draw the panels that hold a grid side by side, each under its title, into a PNG file."""
     from PIL import Image, ImageDraw, ImageFont
 
-    from latentreason.registry import ConfigError
+    from latentreason.errors import ConfigError
 
     grids = [p for p in panels if p.grid is not None]
     if not grids:

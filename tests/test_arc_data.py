@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from latentreason.tasks import arc_data as ad
-from latentreason.tasks.sudoku_data import DatasetFormatError
+from latentreason.errors import DatasetFormatError
 
 ARC1_TRAINING = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "arc" / "arc1-training"
 

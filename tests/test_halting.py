@@ -11,7 +11,8 @@ from omegaconf import OmegaConf
 
 from conftest import tiny_config, tiny_model, random_batch
 from latentreason import registry
-from latentreason.train.deep_supervision import Carry, run_to_halt, train_segment
+from latentreason.inference import run_to_halt
+from latentreason.train.deep_supervision import Carry, train_segment
 from latentreason.train.ema import ema_parameters
 from latentreason.train.module import LatentReasoningModule
 
@@ -292,14 +293,15 @@ def test_evaluation_uses_the_ema_weights_and_checkpoints_keep_them(monkeypatch, 
     assert torch.equal(ema_parameters(without.ema)[name], live[name])
 
     # `latentreason eval/solve` load the averaged weights.
-    import latentreason.train.run as run_file
-    from latentreason.cli import load_checkpoint
+    from types import SimpleNamespace
+
+    import latentreason.inference as inference
 
     path = tmp_path / "ema.ckpt"
     torch.save({"hyper_parameters": {"config": module.hparams["config"]}, **checkpoint}, path)
-    monkeypatch.setattr(run_file, "build_task", lambda config: None)
-    monkeypatch.setattr(run_file, "make_module", lambda config, task, **_: _module("trainer.ema=true", "halt.max_steps=2"))
-    loaded, _, _ = load_checkpoint(str(path))
+    task = SimpleNamespace(vocab_size=11, seq_len=81, position_groups=lambda: None)  # the shape _module builds
+    monkeypatch.setattr(inference, "build_task", lambda config: task)
+    loaded = inference.load_checkpoint(str(path))
     assert torch.equal(loaded.model.lm_head.weight, averaged[name])
 
 

@@ -14,7 +14,7 @@ def test_wheel_install_lists_components_from_another_directory(tmp_path):
         capture_output=True, text=True, timeout=300,
     )
     assert build.returncode == 0, build.stdout[-2000:] + build.stderr[-2000:]
-    assert (target / "latentreason" / "_registry" / "core" / "hrm.yaml").is_file()
+    assert (target / "latentreason" / "_cards" / "core" / "hrm.yaml").is_file()
     assert (target / "latentreason" / "_recipes" / "hrm_sudoku.yaml").is_file()
 
     workdir = tmp_path / "elsewhere"

@@ -7,7 +7,8 @@ import torch
 
 from latentreason.config import load_config
 from latentreason.model import build_model
-from latentreason.train.deep_supervision import Carry, run_to_halt, train_segment
+from latentreason.inference import run_to_halt
+from latentreason.train.deep_supervision import Carry, train_segment
 from latentreason.train.optim import build_optimizer
 
 CORES = {

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from latentreason.tasks import maze_data as md
 from latentreason.tasks.grids import inverse_dihedral
-from latentreason.tasks.sudoku_data import DatasetFormatError
+from latentreason.errors import DatasetFormatError
 
 seeds = st.integers(min_value=0, max_value=2**32 - 1)
 

@@ -7,7 +7,7 @@ import torch
 
 from latentreason.tasks import maze_data as md
 from latentreason.tasks.maze import Maze
-from latentreason.tasks.sudoku_data import DatasetFormatError
+from latentreason.errors import DatasetFormatError
 from test_cli import latentreason
 
 

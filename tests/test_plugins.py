@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from latentreason import registry
-from latentreason.registry import ConfigError
+from latentreason.errors import ConfigError
 
 GOOD_MODULE = '''
 """A test plugin."""
 from latentreason import register
-from latentreason.halting.fixed import Fixed
+from latentreason.halt.fixed import Fixed
 
 
 @register("halt", "fake_fixed")
@@ -127,7 +127,7 @@ def test_a_card_clash_names_both_files(tmp_path):
 
 def test_python_api_register_and_add_config_dir(tmp_path):
     import latentreason
-    from latentreason.halting.fixed import Fixed
+    from latentreason.halt.fixed import Fixed
 
     @latentreason.register("halt", "api_test_fixed")
     class ApiFixed(Fixed):

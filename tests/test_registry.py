@@ -1,7 +1,7 @@
 import pytest
 
 from latentreason import registry
-from latentreason.registry import ConfigError
+from latentreason.errors import ConfigError
 
 
 def test_builtins_are_listed():

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from latentreason import registry
-from latentreason.registry import ConfigError
+from latentreason.errors import ConfigError
 from latentreason.tasks.seq2seq import IGNORE, PAD, Seq2Seq
-from latentreason.tasks.sudoku_data import DatasetFormatError
+from latentreason.errors import DatasetFormatError
 
 
 def reversal_pairs(count: int, length: int = 5, alphabet: str = "abcde", seed: int = 0) -> list[tuple[list[str], list[str]]]:

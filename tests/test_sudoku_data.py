@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import shared_file
+from latentreason.errors import DatasetFormatError
 from latentreason.tasks import sudoku_data as sd
 
 
@@ -76,7 +77,7 @@ def write_csv(path: Path, puzzles, solutions, ratings, header: str = "source,q,a
 
 def expect_format_error(loader, path: Path, lineno: int, *phrases: str) -> str:
     """Run the loader, check the error names the file and the line, and contains the phrases."""
-    with pytest.raises(sd.DatasetFormatError) as caught:
+    with pytest.raises(DatasetFormatError) as caught:
         loader(path)
     message = str(caught.value)
     assert f"{path.name}:{lineno}:" in message, message

@@ -18,7 +18,7 @@ State = dict[str, torch.Tensor]
 def make_rotary(positions: str, hidden_size: int, num_heads: int, seq_len: int, rope_theta: float, allowed=("rope", "learned")):
     """Check `core.positions` and build the rotary embedding it asks for (None for the others)."""
     from latentreason.cores.blocks import Rotary, head_size
-    from latentreason.registry import ConfigError
+    from latentreason.errors import ConfigError
 
     if positions not in allowed:
         raise ConfigError(f"core.positions must be {' or '.join(repr(a) for a in allowed)}, got {positions!r}")

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from latentreason.registry import ConfigError
+from latentreason.errors import ConfigError
 
 # The standard deviation of a unit normal truncated at +-2 sigma: dividing by it makes the
 # truncated sample have the requested standard deviation (JAX / HRM convention).

@@ -27,7 +27,8 @@ import torch
 
 from latentreason.cores.base import Core, State, Update, compile_updates, make_rotary
 from latentreason.cores.blocks import Linear, Stack
-from latentreason.registry import ConfigError, register
+from latentreason.errors import ConfigError
+from latentreason.registry import register
 
 LEVEL_FEATURES = 8  # Fourier frequencies used to embed the noise level
 

@@ -16,7 +16,8 @@ import torch
 
 from latentreason.cores.base import Core, State, Update, compile_updates, make_rotary
 from latentreason.cores.blocks import Stack
-from latentreason.registry import ConfigError, register
+from latentreason.errors import ConfigError
+from latentreason.registry import register
 
 
 @register("core", "looped")

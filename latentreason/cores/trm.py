@@ -21,7 +21,8 @@ import torch
 
 from latentreason.cores.base import Core, State, Update, compile_updates, make_rotary
 from latentreason.cores.blocks import Stack, TokenMLPStack
-from latentreason.registry import ConfigError, register
+from latentreason.errors import ConfigError
+from latentreason.registry import register
 
 
 @register("core", "trm")

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from latentreason.cores.base import Update
 from latentreason.grad.base import GradientEstimator
-from latentreason.registry import ConfigError, register
+from latentreason.errors import ConfigError
+from latentreason.registry import register
 
 
 @register("grad", "tbptt")

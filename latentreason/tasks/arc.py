@@ -20,11 +20,12 @@ import numpy as np
 import torch
 
 from latentreason.console import console, progress
-from latentreason.registry import ConfigError, register
+from latentreason.errors import ConfigError
+from latentreason.registry import register
 from latentreason.tasks import arc_data as ad
 from latentreason.tasks import arc_eval
 from latentreason.tasks.base import Split, Task, cached, compact, file_fingerprint
-from latentreason.tasks.sudoku_data import DatasetFormatError
+from latentreason.errors import DatasetFormatError
 from latentreason.train.losses import IGNORE_LABEL as IGNORE
 from latentreason.train.losses import check_loss
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from latentreason.tasks.grids import dihedral, inverse_dihedral
-from latentreason.tasks.sudoku_data import DatasetFormatError
+from latentreason.errors import DatasetFormatError
 
 MAX_SIZE = 30
 PAD, EOS, COLOUR_OFFSET, VOCAB_SIZE = 0, 1, 2, 12

@@ -77,6 +77,15 @@ class Task:
         return type(self).__name__
 
 
+def build_task(config) -> Task:
+    """The task a run's config names (`config.task`), ready to give its splits."""
+    from omegaconf import OmegaConf
+
+    from latentreason import registry
+
+    return registry.build("task", OmegaConf.to_container(config.task, resolve=True))
+
+
 def compact(inputs: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """Token ids as uint8 when they fit, labels as int32: 8x and 2x less memory than int64 at paper scale
     (Sudoku-Extreme-1k: 1M rows). The model casts to long where it indexes; int16 is avoided because
@@ -91,7 +100,7 @@ def to_split(arrays: dict[str, np.ndarray]) -> Split:
     ids = arrays.get("puzzle_ids")
     split["puzzle_ids"] = torch.from_numpy(ids.astype(np.int64)) if ids is not None else torch.zeros(len(split["inputs"]), dtype=torch.long)
     if len(split["inputs"]) == 0:
-        from latentreason.registry import ConfigError
+        from latentreason.errors import ConfigError
 
         raise ConfigError("The dataset is empty: it holds no examples. Check the file or the task's size settings.")
     return split

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from latentreason.console import progress
-from latentreason.registry import ConfigError, register
+from latentreason.errors import ConfigError
+from latentreason.registry import register
 from latentreason.tasks import maze_data as md
 from latentreason.tasks.base import (
     Split,
@@ -25,7 +26,7 @@ from latentreason.tasks.base import (
     to_split,
 )
 from latentreason.tasks.grids import dihedral
-from latentreason.tasks.sudoku_data import DatasetFormatError
+from latentreason.errors import DatasetFormatError
 from latentreason.train.losses import check_loss
 
 

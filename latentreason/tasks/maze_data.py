@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from latentreason.tasks.grids import dihedral
-from latentreason.tasks.sudoku_data import DatasetFormatError
+from latentreason.errors import DatasetFormatError
 
 CHARS = "# SGo"
 PAD, WALL, OPEN, START, GOAL, PATH = 0, 1, 2, 3, 4, 5

@@ -30,9 +30,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from latentreason.registry import ConfigError, register
+from latentreason.errors import ConfigError
+from latentreason.registry import register
 from latentreason.tasks.base import Split, Task, cached, file_fingerprint, to_split
-from latentreason.tasks.sudoku_data import DatasetFormatError
+from latentreason.errors import DatasetFormatError
 from latentreason.train.losses import check_loss
 
 PAD = 0

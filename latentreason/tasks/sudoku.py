@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 from latentreason.console import console, progress
-from latentreason.registry import ConfigError, register
+from latentreason.errors import ConfigError
+from latentreason.registry import register
 from latentreason.tasks import sudoku_data as sd
 from latentreason.tasks.base import (
     Split,

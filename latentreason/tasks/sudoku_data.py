@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from latentreason.errors import DatasetFormatError
+
 SUPPORTED_BOXES = (2, 3, 4)
 
 # Text form of a digit 1..16: the usual digits, then letters for 16x16 grids.
@@ -31,10 +33,6 @@ DIGIT_CHARS = "123456789ABCDEFG"
 BLANK_CHARS = ".0"
 
 CSV_HEADERS = (("source", "q", "a", "rating"), ("source", "question", "answer", "rating"))
-
-
-class DatasetFormatError(ValueError):
-    """A dataset file is malformed; the message names `path:line`, what is wrong and the fix."""
 
 
 # --------------------------------------------------------------------------------------------

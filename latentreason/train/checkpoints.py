@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from latentreason.registry import ConfigError
+from latentreason.errors import ConfigError
 
 REQUIRED_KEYS = ("state_dict", "hyper_parameters")
 

@@ -12,7 +12,7 @@ LOSSES = ("stablemax", "softmax")  # what token_cross_entropy computes
 def check_loss(loss: str) -> None:
     """Reject an unknown `task.loss` when the task is built, before any data is."""
     if loss not in LOSSES:
-        from latentreason.registry import ConfigError
+        from latentreason.errors import ConfigError
 
         raise ConfigError(f"task.loss={loss!r} is not a loss; use one of: {', '.join(LOSSES)}")
 

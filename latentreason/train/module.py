@@ -27,15 +27,11 @@ from omegaconf import OmegaConf
 from timm.utils import ModelEmaV3
 
 from latentreason.model import adapt_puzzle_table, build_model
-from latentreason.registry import ConfigError
+from latentreason.errors import ConfigError
 from latentreason.tasks.base import Split
 from latentreason.train.checkpoints import rng_state, set_rng_state, step_seed
-from latentreason.train.deep_supervision import (
-    Carry,
-    per_row_results,
-    run_to_halt,
-    train_segment,
-)
+from latentreason.inference import confidence, run_to_halt
+from latentreason.train.deep_supervision import Carry, per_row_results, train_segment
 from latentreason.train.ema import (
     ema_parameters,
     load_ema_parameters,
@@ -349,12 +345,6 @@ class LatentReasoningModule(L.LightningModule):
         self.stream.data = {k: v.to(self.device) for k, v in self.stream.data.items()}
         if self.carry is not None:
             self.carry = Carry.from_state_dict(self.carry.state_dict(), self.device)
-
-
-def confidence(halt_logits: dict[str, torch.Tensor], rows: int) -> torch.Tensor:
-    """sigmoid(q_halt): how sure the halting head is that the answer is right (0.5 without a halting head)."""
-    q = halt_logits.get("q_halt")
-    return torch.sigmoid(q.float()) if q is not None else torch.full((rows,), 0.5)
 
 
 def fit_puzzle_table(module: LatentReasoningModule, checkpoint: dict) -> str | None:

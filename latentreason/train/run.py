@@ -22,10 +22,9 @@ from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from latentreason import registry
 from latentreason.console import console
-from latentreason.registry import ConfigError
-from latentreason.tasks.base import Task
+from latentreason.errors import ConfigError
+from latentreason.tasks.base import Task, build_task
 from latentreason.train.checkpoints import read_checkpoint
 from latentreason.train.ema import load_ema_parameters
 from latentreason.train.module import LatentReasoningModule, fit_puzzle_table
@@ -193,10 +192,6 @@ def launched_externally() -> bool:
 def out_of_memory(error: BaseException) -> bool:
     text = str(error).lower()
     return isinstance(error, torch.OutOfMemoryError) or (isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text))
-
-
-def build_task(config: DictConfig) -> Task:
-    return registry.build("task", OmegaConf.to_container(config.task, resolve=True))
 
 
 def make_module(config: DictConfig, task: Task, num_puzzle_ids: int | None = None) -> LatentReasoningModule:

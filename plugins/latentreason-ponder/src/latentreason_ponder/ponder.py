@@ -44,7 +44,7 @@ import torch.nn.functional as F
 
 from latentreason import ConfigError, register
 from latentreason.cores.blocks import Linear
-from latentreason.halting.base import HaltingPolicy, HaltLogits
+from latentreason.halt.base import HaltingPolicy, HaltLogits
 
 EVAL_HALT_RULES = ("cumulative", "sample", "threshold", "max_steps")
 

@@ -15,9 +15,10 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from latentreason.halting.base import HaltingPolicy, HaltLogits, explore, halting_head
-from latentreason.halting.q_act import check_eval_halt, eval_halted
-from latentreason.registry import ConfigError, register
+from latentreason.halt.base import HaltingPolicy, HaltLogits, explore, halting_head
+from latentreason.halt.q_act import check_eval_halt, eval_halted
+from latentreason.errors import ConfigError
+from latentreason.registry import register
 
 EVAL_HALT_RULES = ("max_steps", "q_halt")
 

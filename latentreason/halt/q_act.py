@@ -16,8 +16,9 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from latentreason.halting.base import HaltingPolicy, HaltLogits, explore, halting_head
-from latentreason.registry import ConfigError, register
+from latentreason.halt.base import HaltingPolicy, HaltLogits, explore, halting_head
+from latentreason.errors import ConfigError
+from latentreason.registry import register
 
 EVAL_HALT_RULES = ("max_steps", "q_halt", "q_halt_minus_continue")
 

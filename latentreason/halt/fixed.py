@@ -10,8 +10,9 @@ from typing import Callable
 
 import torch
 
-from latentreason.halting.base import HaltingPolicy, HaltLogits
-from latentreason.registry import ConfigError, register
+from latentreason.halt.base import HaltingPolicy, HaltLogits
+from latentreason.errors import ConfigError
+from latentreason.registry import register
 
 
 @register("halt", "fixed")

@@ -1,0 +1,154 @@
+"""One path from a checkpoint to predictions: load, fit the puzzle table, run segments to halt.
+
+`latentreason eval`, `latentreason solve`, the Python API and anything that reads a trained model
+go through here, so that they all predict exactly as the run's own final evaluation did.
+Nothing here trains: a loaded model is a plain `ReasoningModel` in eval mode, no Lightning.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from latentreason.console import console, progress
+from latentreason.model import ReasoningModel, adapt_puzzle_table, build_model
+from latentreason.tasks.base import Split, Task, build_task
+from latentreason.train.checkpoints import read_checkpoint
+from latentreason.train.deep_supervision import per_row_results
+from latentreason.train.metrics import ReasoningMetrics
+
+
+@torch.no_grad()
+def run_to_halt(model: ReasoningModel, inputs: torch.Tensor, puzzle_ids: torch.Tensor | None = None):
+    """Run segments until every row halted; each row's output is read at its halting step.
+
+    Rows that halt leave the batch: the next segment runs only on the rows still active (their
+    state and input embedding are indexed down), so an early-halting rule saves compute. Every
+    row stops at `max_steps` at the latest. Batch sizes shrink from segment to segment, which a
+    compiled core sees as new shapes.
+
+    Returns (logits, steps per row, halting logits at each row's halting step).
+    """
+    batch, device = inputs.shape[0], inputs.device
+    max_steps = model.policy.max_steps
+    x = model.embed(inputs, puzzle_ids)
+    state = model.initial_state(batch, device)
+    active = torch.arange(batch, device=device)  # original row of each row still running
+    steps = torch.full((batch,), max_steps, dtype=torch.int32, device=device)
+    final_logits: torch.Tensor | None = None
+    final_halt: dict[str, torch.Tensor] = {}
+    for step in range(1, max_steps + 1):
+        state = model.segment(state, x)
+        logits, halt_logits = model.heads(state)
+        if final_logits is None:
+            final_logits = logits.new_empty((batch,) + logits.shape[1:])
+            final_halt = {k: v.new_empty((batch,) + v.shape[1:]) for k, v in halt_logits.items()}
+        if step == max_steps:  # whatever the policy says, nobody runs past max_steps
+            final_logits[active] = logits
+            for k, v in halt_logits.items():
+                final_halt[k][active] = v
+            break
+        row_steps = torch.full((len(active),), step, dtype=torch.int32, device=device)
+        halted, _ = model.policy.halt(halt_logits, row_steps, lambda: {})
+        if not bool(halted.any()):  # nobody stops here: no bookkeeping, no re-indexing
+            continue
+        rows = active[halted]
+        final_logits[rows] = logits[halted]
+        for k, v in halt_logits.items():
+            final_halt[k][rows] = v[halted]
+        steps[rows] = step
+        keep = ~halted
+        if not bool(keep.any()):
+            break
+        active = active[keep]
+        state = {k: v[keep] for k, v in state.items()}
+        x = x[keep]
+    return final_logits, steps, final_halt
+
+
+def confidence(halt_logits: dict[str, torch.Tensor], rows: int) -> torch.Tensor:
+    """sigmoid(q_halt): how sure the halting head is that the answer is right (0.5 without a halting head)."""
+    q = halt_logits.get("q_halt")
+    return torch.sigmoid(q.float()) if q is not None else torch.full((rows,), 0.5)
+
+
+@dataclass
+class TrainedModel:
+    """A model read from a checkpoint, with the task and config it was trained with."""
+
+    model: ReasoningModel
+    task: Task
+    config: DictConfig
+    puzzle_names: list[str] | None = field(default=None)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def use_puzzle_names(self, split: Split) -> None:
+        """Fit the puzzle-embedding table to the identifiers of `split`, saying what changed."""
+        puzzle = self.model.puzzle
+        if puzzle is None:
+            return
+        names = split.get("names")
+        count = len(names) if names is not None else max(puzzle.table.shape[0], int(split["puzzle_ids"].max()) + 1)
+        table, message = adapt_puzzle_table(puzzle.table, self.puzzle_names, names, count)
+        if message:
+            puzzle.table = table
+            self.puzzle_names = names
+            console.print(f"[yellow]{message}[/]")
+
+    def predict(self, split: Split, batch_size: int | None = None, limit: int | None = None) -> dict:
+        """Run every row of `split` to its halting step: predicted tokens, confidence, steps and the usual metrics."""
+        batch_size = batch_size or int(self.config.trainer.eval_batch_size)
+        count = len(split["inputs"]) if limit is None else min(limit, len(split["inputs"]))
+        metrics, predictions, confidences, segments = ReasoningMetrics(), [], [], []
+        bar = progress("Predicting", count) if count > batch_size else nullcontext(lambda n: None)  # no bar for one batch
+        with torch.no_grad(), bar as advance:
+            for start in range(0, count, batch_size):
+                stop = min(start + batch_size, count)
+                inputs, labels, ids = (split[k][start:stop].to(self.device) for k in ("inputs", "labels", "puzzle_ids"))
+                logits, steps, halt_logits = run_to_halt(self.model, inputs, ids)
+                results = per_row_results(logits, labels)
+                results.update(steps=steps, **halt_logits)
+                metrics.update({k: v.cpu() for k, v in results.items()})
+                predictions.append(logits.argmax(-1).cpu())
+                confidences.append(confidence(halt_logits, stop - start).cpu())
+                segments.append(steps.cpu())
+                advance(stop - start)
+        return {
+            "predictions": torch.cat(predictions),
+            "confidence": torch.cat(confidences),
+            "steps": torch.cat(segments),
+            "count": count,
+            "metrics": {k: float(v) for k, v in metrics.compute().items()},
+        }
+
+
+def load_checkpoint(path: str | Path, device: str | None = None) -> TrainedModel:
+    """The trained model of a checkpoint written by `latentreason run`, in eval mode.
+
+    The model is built with the checkpoint's own number of puzzle identifiers, so loading needs no
+    data; `TrainedModel.use_puzzle_names` then fits the table to the data at hand. A run trained
+    with `trainer.ema` is loaded with its averaged weights, as its own evaluation used them.
+    On a machine with a GPU the model goes there unless the run asked for the CPU.
+    """
+    checkpoint = read_checkpoint(path)  # weights_only; a damaged file is named with a good one of the same run
+    config = OmegaConf.create(checkpoint["hyper_parameters"]["config"])
+    task = build_task(config)
+    weights = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+    table = weights.get("puzzle.table")
+    groups = task.position_groups()
+    model = build_model(config, task.vocab_size, task.seq_len, table.shape[0] if table is not None else 1, False, groups)
+    model.load_state_dict(weights)
+    if checkpoint.get("ema"):
+        model.load_state_dict({**model.state_dict(), **checkpoint["ema"]})
+    model.eval()
+    if device is None:
+        gpu = torch.cuda.is_available() and config.trainer.get("accelerator", "auto") in ("auto", "gpu", "cuda")
+        device = "cuda" if gpu else "cpu"
+    return TrainedModel(model.to(device), task, config, checkpoint.get("puzzle_names"))
