@@ -15,7 +15,7 @@ os.environ.setdefault("NO_MKDOCS_2_WARNING", "1")
 
 from mkdocs.structure.files import File  # noqa: E402
 
-KIND_TITLES = {"core": "Cores", "grad": "Gradient estimators", "halt": "Halting policies", "task": "Tasks"}
+KIND_TITLES = {"core": "Cores", "grad": "Gradient estimators", "halt": "Halting policies", "task": "Tasks", "optim": "Optimizers"}
 KIND_PAGES = {"core": "cores.md", "grad": "estimators.md", "halt": "halting.md"}
 
 
@@ -39,7 +39,7 @@ def _signature_table(factory) -> str:
 
 
 def components_page() -> str:
-    from latentreason import plugins, registry
+    from latentreason import catalogue, registry
 
     lines = [
         "# Components reference",
@@ -54,7 +54,7 @@ def components_page() -> str:
     ]
     for kind in registry.KINDS:
         entries = registry.entries(kind)
-        lines += [f"## {KIND_TITLES[kind]}", ""]
+        lines += [f"## {KIND_TITLES.get(kind, kind.title())}", ""]
         if kind in KIND_PAGES:
             lines += [f"How they work: [{KIND_TITLES[kind]}]({KIND_PAGES[kind]}).", ""]
         for entry in entries:
@@ -68,7 +68,7 @@ def components_page() -> str:
                 lines += ["    " + line if line else "" for line in module_doc.splitlines()]
                 lines += [""]
             lines += [_signature_table(entry.factory), ""]
-            card = plugins.config_options(kind).get(entry.name)
+            card = catalogue.config_options(kind).get(entry.name)
             if card is not None:
                 lines += [f"Card (origin {card[1]}):", "", _code(card[0].read_text()), ""]
             else:
@@ -77,7 +77,7 @@ def components_page() -> str:
 
 
 def recipes_page() -> str:
-    from latentreason import plugins
+    from latentreason import catalogue
     from latentreason.config import load_config
 
     lines = [
@@ -92,7 +92,7 @@ def recipes_page() -> str:
         "|---|---|---|---|---|---|",
     ]
     details = []
-    for name, (path, origin) in plugins.config_options("recipe").items():
+    for name, (path, origin) in catalogue.config_options("recipe").items():
         text = path.read_text()
         summary = text.splitlines()[0].lstrip("# ").strip() if text else ""
         config = load_config([f"recipe={name}", "preset=paper"])

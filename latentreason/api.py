@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from latentreason.plugins import add_config_dir
+from latentreason.catalogue import add_config_dir
 from latentreason.registry import register
+
 
 __all__ = ["register", "add_config_dir", "load_config", "run", "components", "recipes"]
 
@@ -56,6 +57,6 @@ def components(kind: str | None = None) -> list[tuple[str, str, str]]:
 
 def recipes() -> dict[str, str]:
     """Every recipe, built-in and added: name -> origin."""
-    from latentreason.plugins import config_options
+    from latentreason.catalogue import config_options
 
     return {name: origin for name, (_, origin) in config_options("recipe").items()}

@@ -62,17 +62,17 @@ def cmd_run(args: list[str]) -> None:
 
 def cmd_data(args: list[str]) -> None:
     from latentreason.config import load_config
-    from latentreason.tasks.base import build_task
+    from latentreason.tasks.base import build_task, cache_root
 
     task = build_task(load_config(args))
     splits = task.splits()
-    console.print(f"{task.describe()}: {len(splits['train']['inputs']):,} training and {len(splits['test']['inputs']):,} held-out examples, cached in {Path(task.cache_dir).expanduser()}")
+    console.print(f"{task.describe()}: {len(splits['train']['inputs']):,} training and {len(splits['test']['inputs']):,} held-out examples, cached in {cache_root(task.cache_dir)}")
 
 
 def cmd_list(args: list[str]) -> None:
     from rich.table import Table
 
-    from latentreason import plugins, registry
+    from latentreason import catalogue, registry
     from latentreason.errors import ConfigError
 
     kind = args[0] if args else None
@@ -82,13 +82,13 @@ def cmd_list(args: list[str]) -> None:
     table = Table(title="latentreason components and recipes")
     for column in ("kind", "name", "origin", "what it is"):
         table.add_column(column)
-    cards = {k: set(plugins.config_options(k)) for k in registry.KINDS}  # each folder globbed once
+    cards = {k: set(catalogue.config_options(k)) for k in registry.KINDS}  # each folder globbed once
     for entry in registry.entries(None if kind in (None, "recipe") else kind):
         if kind != "recipe":
             has_card = entry.name in cards[entry.kind]
             table.add_row(entry.kind, entry.name, entry.origin + ("" if has_card else " (no card)"), entry.summary)
     if kind in (None, "recipe"):
-        for name, (path, origin) in plugins.config_options("recipe").items():
+        for name, (path, origin) in catalogue.config_options("recipe").items():
             text = path.read_text()
             first = text.splitlines()[0].lstrip("# ").strip() if text else ""
             table.add_row("recipe", name, origin, first)

@@ -16,14 +16,9 @@ from hydra.core.config_store import ConfigStore
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
 
-from latentreason import plugins
+from latentreason import catalogue
 from latentreason.errors import ConfigError
 from latentreason.registry import close_matches
-
-def config_dir(name: str) -> Path:
-    """`registry` or `recipes`: inside the installed package, or at the top of a checkout."""
-    return plugins.builtin_config_dir(name)
-
 
 _stored: set[tuple[str, str]] = set()
 
@@ -36,14 +31,14 @@ def _store_recipes() -> None:
     their `# @package` header names (their group by default).
     """
     store = ConfigStore.instance()
-    for source in plugins.config_sources():
+    for source in catalogue.config_sources():
         for group in source.groups():
             if group != "recipe" and source.origin == "built-in":
                 continue  # the built-in cards are files of the primary config folder
             for name, path in source.options(group).items():
                 if (group, name) in _stored:
                     continue
-                package = "_global_" if group == "recipe" else plugins.config_package(path)
+                package = "_global_" if group == "recipe" else catalogue.config_package(path)
                 store.store(group=group, name=name, node=OmegaConf.load(path), package=package)
                 _stored.add((group, name))
 
@@ -51,7 +46,7 @@ def _store_recipes() -> None:
 def _compose(overrides: list[str]) -> DictConfig:
     _store_recipes()
     try:
-        with initialize_config_dir(config_dir=str(config_dir("registry")), version_base=None):
+        with initialize_config_dir(config_dir=str(catalogue.cards_dir()), version_base=None):
             return compose(config_name="config", overrides=overrides)
     except (ConfigCompositionException, MissingConfigException) as error:
         raise ConfigError(_explain(error, overrides)) from None
@@ -77,7 +72,7 @@ def _explain(error: Exception, overrides: list[str]) -> str:
 def _keys_at(path: str, overrides: list[str]) -> list[str]:
     """The keys of the config node at `path` (for suggesting a misspelt key), or [] if unknown."""
     try:
-        with initialize_config_dir(config_dir=str(config_dir("registry")), version_base=None):
+        with initialize_config_dir(config_dir=str(catalogue.cards_dir()), version_base=None):
             node = OmegaConf.select(compose(config_name="config", overrides=overrides), path) if path else None
     except Exception:  # noqa: BLE001 - only a hint: any failure means no suggestion
         return []
@@ -86,7 +81,7 @@ def _keys_at(path: str, overrides: list[str]) -> list[str]:
 
 def group_options(group: str) -> list[str] | None:
     """The options of a config group (built-in and added ones), or None if there is no such group."""
-    options = sorted(plugins.config_options(group))
+    options = sorted(catalogue.config_options(group))
     return options or (None if group != "recipe" else [])
 
 

@@ -2,6 +2,10 @@
 
 Config files name components by their registered name only (`name: hrm`), never by an import path,
 so a YAML file cannot make the framework import and run arbitrary code.
+
+A leaf module: it imports nothing of the package but its errors. Which modules fill it (the
+built-in components, then the plugins) is `latentreason.catalogue`'s business; the package hands
+that step to `set_populate`, and the first lookup runs it.
 """
 
 from __future__ import annotations
@@ -9,12 +13,15 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from latentreason.errors import ConfigError
 
-KINDS = ("core", "grad", "halt", "task")
+# The kinds of part, as config groups name them (`core=hrm`, `halt=q_act`, `optim=adamw`).
+KINDS = ("core", "grad", "halt", "task", "optim")
 
 
 @dataclass(frozen=True)
@@ -22,7 +29,7 @@ class Entry:
     kind: str
     name: str
     factory: Callable[..., Any]
-    origin: str  # "built-in" or "<plugin> <version>"
+    origin: str  # "built-in", "<plugin> <version>", or "local (<module>)"
 
     @property
     def summary(self) -> str:
@@ -30,8 +37,39 @@ class Entry:
         return doc.splitlines()[0] if doc else ""
 
 
-_REGISTRY: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
-_current_origin = "built-in"
+_entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
+_origin: str | None = None  # set while a plugin loads
+_populate: Callable[[], None] | None = None
+
+
+def set_populate(step: Callable[[], None]) -> None:
+    """Name the step that fills the registry (import built-ins, load plugins); it runs once, at the first lookup."""
+    global _populate
+    _populate = step
+
+
+def populate() -> None:
+    """Run the populate step now, if it has not run yet."""
+    global _populate
+    step, _populate = _populate, None  # cleared first: plugins register while it runs
+    if step is not None:
+        step()
+
+
+def current_origin() -> str | None:
+    """The plugin loading now, if any."""
+    return _origin
+
+
+@contextmanager
+def origin(label: str) -> Iterator[None]:
+    """Components registered inside this block are listed as coming from `label` (a plugin and its version)."""
+    global _origin
+    previous, _origin = _origin, label
+    try:
+        yield
+    finally:
+        _origin = previous
 
 
 def close_matches(word: str, choices) -> str:
@@ -40,26 +78,35 @@ def close_matches(word: str, choices) -> str:
     return f" Did you mean {' or '.join(repr(m) for m in matches)}?" if matches else ""
 
 
+def _check_kind(kind: str) -> None:
+    if kind not in _entries:
+        raise ConfigError(f"Unknown component kind {kind!r}; kinds are {', '.join(KINDS)}.{close_matches(kind, KINDS)}")
+
+
 def register(kind: str, name: str | None = None):
     """Decorator: `@register("core", "hrm")` makes a class or function buildable from config."""
-    if kind not in _REGISTRY:
-        raise ConfigError(f"Unknown component kind {kind!r}; kinds are {', '.join(_REGISTRY)}.{close_matches(kind, _REGISTRY)}")
+    _check_kind(kind)
 
     def decorator(factory):
         key = name or factory.__name__
         if not factory.__module__.startswith("latentreason."):
-            load_builtins()  # a plugin's or a notebook's component: clashes with built-ins are caught now
-        origin = _origin_of(factory)
-        existing = _REGISTRY[kind].get(key)
+            populate()  # a plugin's or a notebook's component: clashes with built-ins are caught now
+        where = _origin_of(factory)
+        existing = _entries[kind].get(key)
         if existing is not None and existing.factory is not factory:
             raise ConfigError(
                 f"{kind} {key!r} is registered twice: by {existing.origin} ({_where(existing.factory)}) "
-                f"and by {origin} ({_where(factory)}). Rename one of them."
+                f"and by {where} ({_where(factory)}). Rename one of them."
             )
-        _REGISTRY[kind][key] = Entry(kind, key, factory, origin)
+        _entries[kind][key] = Entry(kind, key, factory, where)
         return factory
 
     return decorator
+
+
+def unregister(kind: str, name: str) -> None:
+    """Remove a component (a plugin that failed half-way, a test's own part)."""
+    _entries[kind].pop(name, None)
 
 
 def _where(factory) -> str:
@@ -75,9 +122,11 @@ def _distributions() -> dict:
 
 
 def _origin_of(factory) -> str:
-    """Where a component comes from: a plugin while it loads, "built-in", an installed distribution, or the user's module."""
-    if _current_origin != "built-in" or factory.__module__.startswith("latentreason."):
-        return _current_origin
+    """Where a component comes from: the plugin loading now, "built-in", an installed distribution, or the user's module."""
+    if _origin is not None:
+        return _origin
+    if factory.__module__.startswith("latentreason."):
+        return "built-in"
     from importlib.metadata import version
 
     top = factory.__module__.split(".")[0]
@@ -87,22 +136,21 @@ def _origin_of(factory) -> str:
 
 
 def get(kind: str, name: str) -> Entry:
-    load_builtins()
-    if kind not in _REGISTRY:
-        raise ConfigError(f"Unknown component kind {kind!r}; kinds are {', '.join(_REGISTRY)}.{close_matches(kind, _REGISTRY)}")
+    populate()
+    _check_kind(kind)
     try:
-        return _REGISTRY[kind][name]
+        return _entries[kind][name]
     except KeyError:
-        known = sorted(_REGISTRY[kind])
+        known = sorted(_entries[kind])
         raise ConfigError(
             f"No {kind} named {name!r}. Registered {kind}s: {', '.join(known) or 'none'}.{close_matches(name, known)}"
         ) from None
 
 
 def entries(kind: str | None = None) -> list[Entry]:
-    load_builtins()
-    kinds = [kind] if kind else list(_REGISTRY)
-    return [e for k in kinds for _, e in sorted(_REGISTRY[k].items())]
+    populate()
+    kinds = [kind] if kind else list(_entries)
+    return [e for k in kinds for _, e in sorted(_entries[k].items())]
 
 
 def check_arguments(factory: Callable, params: Mapping[str, Any], what: str, provided: tuple = ()) -> None:
@@ -154,28 +202,10 @@ def build(kind: str, config: Mapping[str, Any], **context: Any) -> Any:
     """
     params = dict(config)
     if "name" not in params:
-        raise ConfigError(f"The {kind} config has no 'name' key; set {kind}.name to one of: {', '.join(sorted(_REGISTRY.get(kind, {})))}")
+        raise ConfigError(f"The {kind} config has no 'name' key; set {kind}.name to one of: {', '.join(e.name for e in entries(kind))}")
     name = params.pop("name")
     entry = get(kind, name)
     accepted = inspect.signature(entry.factory).parameters
     passed = {k: v for k, v in context.items() if k in accepted and k not in params}
     check_arguments(entry.factory, params, f"{kind} {name!r}", provided=tuple(passed))
     return entry.factory(**params, **passed)
-
-
-_builtins_loaded = False
-
-
-def load_builtins() -> None:
-    """Import the built-in component modules once, so that their @register decorators run; then the plugins."""
-    global _builtins_loaded
-    if _builtins_loaded:
-        return
-    _builtins_loaded = True
-    import importlib
-
-    for module in ("cores.hrm", "cores.looped", "cores.trm", "cores.latent_diffusion", "grad.one_step", "grad.tbptt", "halt.q_act", "halt.fixed", "halt.halt_only", "tasks.sudoku", "tasks.seq2seq", "tasks.maze", "tasks.arc"):
-        importlib.import_module(f"latentreason.{module}")
-    from latentreason.plugins import load_plugins
-
-    load_plugins()

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from latentreason import plugins, registry
+from latentreason import catalogue, registry
 
 DOCS = REPO / "docs"
 
@@ -71,7 +71,7 @@ def test_every_component_and_recipe_has_an_entry(site):
     for entry in shipped:
         assert f'id="{anchor(entry.kind, entry.name)}"' in components, f"{entry.kind} {entry.name} has no entry in the Components reference"
     recipes = (site / "recipes" / "index.html").read_text()
-    for name, (_, origin) in plugins.config_options("recipe").items():
+    for name, (_, origin) in catalogue.config_options("recipe").items():
         if not origin.startswith("local ("):
             assert f'id="{anchor("recipe", name)}"' in recipes, f"recipe {name} has no entry in the Recipes catalogue"
     assert "hrm_seq2seq" in recipes and "latentreason.api" in (site / "api" / "index.html").read_text()

@@ -9,7 +9,7 @@ from latentreason.config import load_config
 from latentreason.model import build_model
 from latentreason.inference import run_to_halt
 from latentreason.train.deep_supervision import Carry, train_segment
-from latentreason.train.optim import build_optimizer
+from latentreason.optim.build import build_optimizer
 
 CORES = {
     "hrm": ["core.H_layers=1", "core.L_layers=1"],

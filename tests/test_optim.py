@@ -1,4 +1,4 @@
-"""Tests for latentreason.train.optim: Adam-atan2 update rule, LR schedule, optimizer factory."""
+"""Tests for latentreason.optim: Adam-atan2 update rule, LR schedule, optimizer factory."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import math
 import pytest
 import torch
 
-from latentreason.train.optim import AdamATan2, build_optimizer, make_scheduler, warmup_cosine
+from latentreason.optim.adam_atan2 import AdamATan2
+from latentreason.optim.build import build_optimizer
+from latentreason.optim.schedule import make_scheduler, warmup_cosine
 
 
 def _reference_adam_atan2(params, grads, *, lr, beta1, beta2, weight_decay):

@@ -152,4 +152,4 @@ def test_python_api_register_and_add_config_dir(tmp_path):
         with pytest.raises(ConfigError, match="does not exist"):
             latentreason.add_config_dir(tmp_path / "missing")
     finally:
-        del registry._REGISTRY["halt"]["api_test_fixed"]
+        registry.unregister("halt", "api_test_fixed")

@@ -49,7 +49,7 @@ def test_register_build_and_duplicate():
             pass
     message = str(error.value)
     assert "registered twice" in message and "Dummy" in message and "Other" in message
-    del registry._REGISTRY["grad"]["test_only_estimator"]
+    registry.unregister("grad", "test_only_estimator")
 
 
 def test_unknown_kind():

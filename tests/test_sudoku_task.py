@@ -55,3 +55,30 @@ def test_render_and_parse_round_trip(tmp_path):
 def test_bad_givens_range_is_named(tmp_path):
     with pytest.raises(ValueError, match="min_givens"):
         _task(tmp_path, min_givens=60, max_givens=50)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "foreign"])
+def test_a_damaged_or_foreign_cache_is_said_and_rebuilt(tmp_path, capsys, damage):
+    first = _task(tmp_path).splits()
+    capsys.readouterr()
+    path = max(tmp_path.glob("sudoku-*.npz"), key=lambda p: p.stat().st_size)  # the training split's file
+    data = path.read_bytes()
+    if damage == "truncate":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "flip":  # one byte inside the first stored array: only the CRC check can notice
+        middle = bytearray(data)
+        middle[200] ^= 0xFF
+        path.write_bytes(bytes(middle))
+    else:  # a well-formed .npz written for other settings (or by an older version without the key)
+        np.savez(path, inputs=np.zeros((1, 81), np.uint8), labels=np.zeros((1, 81), np.int32))
+    stale = path.with_name(f"{path.stem}.999999999.tmp.npz")  # left by a build whose process died
+    stale.write_bytes(b"half")
+    again = _task(tmp_path).splits()
+    said = capsys.readouterr().out
+    told = [line for line in said.splitlines() if "Dataset cache" in line]
+    assert len(told) == 1 and told[0].endswith("rebuilding it.") and path.name in told[0].replace("\n", "")
+    assert torch.equal(again["train"]["inputs"], first["train"]["inputs"])
+    assert not stale.exists()
+    capsys.readouterr()
+    _task(tmp_path).splits()  # the rebuilt file reads back silently
+    assert "Dataset cache" not in capsys.readouterr().out

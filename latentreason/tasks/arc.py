@@ -61,7 +61,7 @@ class Arc(Task):
         translate: bool = True,
         pass_k: list[int] = (1, 2, 10, 100, 1000),
         seed: int = 0,
-        cache_dir: str = "~/.cache/latentreason",
+        cache_dir: str | None = None,
         loss: str = "stablemax",
     ):
         if not train_path:

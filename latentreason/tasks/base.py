@@ -113,19 +113,77 @@ def drop_seen(test: dict[str, np.ndarray], train: dict[str, np.ndarray]) -> tupl
     return {k: v[keep] for k, v in test.items()}, int((~keep).sum())
 
 
-def cached(cache_dir: str | Path, key: dict, build: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Build a dataset once and keep it as an .npz named by a hash of everything it depends on."""
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    path = Path(cache_dir).expanduser() / f"{key.get('task', 'data')}-{digest}.npz"
+def cache_root(cache_dir: str | Path | None = None) -> Path:
+    """Where datasets are cached: `cache_dir`, else $LATENTREASON_CACHE, else ~/.cache/latentreason."""
+    return Path(cache_dir or os.environ.get("LATENTREASON_CACHE") or "~/.cache/latentreason").expanduser()
+
+
+_KEY_FIELD = "__cache_key__"  # stored beside the arrays: a file made for other settings is not taken for this one
+
+
+def cached(cache_dir: str | Path | None, key: dict, build: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Build a dataset once and keep it as an .npz named by a hash of everything it depends on.
+
+    A cache file that does not read back whole (truncated, damaged, written for other settings)
+    is said in one line and rebuilt. Writes go to a temporary file that is flushed to disk and
+    renamed, so a killed build leaves no half-written cache; the temporary files of builds that
+    died are removed.
+    """
+    text = json.dumps(key, sort_keys=True, default=str)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    path = cache_root(cache_dir) / f"{key.get('task', 'data')}-{digest}.npz"
+    _remove_stale_temporaries(path)
     if path.exists():
-        with np.load(path) as data:
-            return dict(data)
+        arrays = _read_cache(path, text)
+        if arrays is not None:
+            return arrays
     arrays = build()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")  # one per process: ranks started by torchrun build it side by side
-    np.savez(tmp, **arrays)
-    tmp.replace(path)  # atomic: an interrupted build never leaves a half-written cache
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")  # one per process: ranks started by torchrun build side by side
+    try:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays, **{_KEY_FIELD: np.array(text)})
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.replace(path)  # atomic
+    finally:
+        tmp.unlink(missing_ok=True)
     return arrays
+
+
+def _read_cache(path: Path, key_text: str) -> dict[str, np.ndarray] | None:
+    """The arrays of a cache file, or None (having said why) if it is damaged or was made for other settings."""
+    from latentreason.console import console
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}  # reads every record: a bad CRC shows here
+    except Exception as error:  # noqa: BLE001 - any failure to read back means the file is unusable
+        console.print(f"[yellow]Dataset cache {path} is damaged ({type(error).__name__}: {error}); rebuilding it.[/]")
+        return None
+    stored = arrays.pop(_KEY_FIELD, None)
+    if stored is None or str(stored) != key_text:
+        console.print(f"[yellow]Dataset cache {path} was made for other settings or by another version; rebuilding it.[/]")
+        return None
+    return arrays
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete `<cache>.<pid>.tmp.npz` files left by builds whose process no longer runs."""
+    for tmp in path.parent.glob(f"{path.stem}.*.tmp.npz") if path.parent.is_dir() else ():
+        pid = tmp.name[len(path.stem) + 1 : -len(".tmp.npz")]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def file_fingerprint(path: str | Path | None) -> list | None:

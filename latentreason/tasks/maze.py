@@ -47,7 +47,7 @@ class Maze(Task):
         train_file: str | None = None,
         test_file: str | None = None,
         seed: int = 0,
-        cache_dir: str = "~/.cache/latentreason",
+        cache_dir: str | None = None,
         loss: str = "stablemax",
     ):
         if not isinstance(size, int) or size < 5:

@@ -121,7 +121,7 @@ class Seq2Seq(Task):
         test_fraction: float = 0.1,
         tokens: str = "spaces",
         seed: int = 0,
-        cache_dir: str = "~/.cache/latentreason",
+        cache_dir: str | None = None,
         loss: str = "stablemax",
     ):
         if not train_file:

@@ -33,11 +33,11 @@ class Sudoku(Task):
         augmentations: int = 1000,
         test_puzzles: int = 1000,
         min_givens: int = 17,
-        max_givens: int = 81,
+        max_givens: int = 40,
         train_file: str | None = None,
         test_file: str | None = None,
         seed: int = 0,
-        cache_dir: str = "~/.cache/latentreason",
+        cache_dir: str | None = None,
         loss: str = "stablemax",
     ):
         if box not in sd.SUPPORTED_BOXES:

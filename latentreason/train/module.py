@@ -40,7 +40,8 @@ from latentreason.train.ema import (
 )
 from latentreason.train.losses import check_loss
 from latentreason.train.metrics import ReasoningMetrics
-from latentreason.train.optim import build_optimizer, make_scheduler
+from latentreason.optim.build import build_optimizer
+from latentreason.optim.schedule import make_scheduler
 
 EXAMPLE_KEYS = ("inputs", "labels", "puzzle_ids")
 

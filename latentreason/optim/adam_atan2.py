@@ -1,22 +1,19 @@
-"""Optimizers and the learning-rate schedule used to train latent-reasoning models.
+"""Adam-atan2, HRM's optimizer, in plain PyTorch.
 
-HRM trains with Adam-atan2 (``from adam_atan2 import AdamATan2``), a fused CUDA-only package, and
-a linear-warmup / cosine multiplier. Both are re-implemented here in plain PyTorch so that
-training runs on any device and without a compiled extension.
+HRM trains with ``from adam_atan2 import AdamATan2``, a fused CUDA-only package; this is the same
+update without a compiled extension, so training runs on any device.
 """
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
-from torch import Tensor, nn
-from torch.optim.lr_scheduler import LambdaLR
+from torch import Tensor
 
-__all__ = ["AdamATan2", "warmup_cosine", "make_scheduler", "build_optimizer", "OPTIMIZERS"]
+from latentreason.registry import register
 
 
 class AdamATan2(torch.optim.Optimizer):
@@ -114,72 +111,7 @@ class AdamATan2(torch.optim.Optimizer):
         return loss
 
 
-def warmup_cosine(
-    step: int,
-    *,
-    warmup_steps: int,
-    total_steps: int,
-    min_ratio: float = 1.0,
-    num_cycles: float = 0.5,
-) -> float:
-    """LR multiplier: linear 0 -> 1 over ``warmup_steps``, then cosine 1 -> ``min_ratio``.
-
-    Same formula as ``cosine_schedule_with_warmup_lr_lambda`` in HRM's ``pretrain.py`` (divided by
-    base_lr). ``min_ratio=1.0`` (HRM's configs) is constant after warmup. One deliberate change:
-    progress is clamped at 1, so steps past ``total_steps`` stay at ``min_ratio`` instead of the
-    cosine climbing back up (HRM never steps past ``total_steps``, so it never sees the difference).
-    """
-    if step < warmup_steps:
-        return float(step) / float(max(1, warmup_steps))
-    progress = float(step - warmup_steps) / float(max(1, total_steps - warmup_steps))
-    progress = min(progress, 1.0)
-    cosine = 0.5 * (1.0 + math.cos(math.pi * float(num_cycles) * 2.0 * progress))
-    return min_ratio + max(0.0, (1.0 - min_ratio) * cosine)
-
-
-def make_scheduler(optimizer: torch.optim.Optimizer, **kwargs: Any) -> LambdaLR:
-    """``LambdaLR`` applying :func:`warmup_cosine` (same keyword arguments) to each group's lr.
-
-    Shifted by one step, as HRM counts: its first update already uses the multiplier of step 1
-    (LambdaLR alone would give the first ``optimizer.step()`` the multiplier of step 0, i.e. lr 0).
-    """
-    return LambdaLR(optimizer, lambda step: warmup_cosine(step + 1, **kwargs))
-
-
-OPTIMIZERS = ("adam_atan2", "adamw")
-"""Names handled here; every other name goes to ``timm.optim.create_optimizer_v2``."""
-
-
-def build_optimizer(
-    name: str,
-    params: Iterable[Tensor] | Iterable[dict[str, Any]] | nn.Module,
-    lr: float | Tensor,
-    weight_decay: float,
-    betas: tuple[float, ...] = (0.9, 0.95),
-    **kwargs: Any,
-) -> torch.optim.Optimizer:
-    """Build an optimizer by name, with weight decay on *all* parameters, as HRM does.
-
-    A module is turned into its parameter list first: given a module, timm would move biases and
-    norm weights into a no-decay group, which HRM does not.
-    """
-    if isinstance(params, nn.Module):
-        params = params.parameters()
-    params = list(params)
-    key = name.lower()
-    if key == "adam_atan2":
-        return AdamATan2(params, lr=lr, betas=betas, weight_decay=weight_decay, **kwargs)
-    if key == "adamw":
-        return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay, **kwargs)
-
-    from timm.optim import create_optimizer_v2, list_optimizers
-
-    choices = sorted({*OPTIMIZERS, *list_optimizers()})
-    if key.removeprefix("lookahead_") not in choices:
-        close = difflib.get_close_matches(key, choices, n=3)
-        hint = f" Did you mean: {', '.join(close)}? (optim.name takes any of timm's {len(choices)} optimizers)" if close else f" Choices: {', '.join(choices)}"
-        raise ValueError(f"unknown optimizer {name!r}.{hint}")
-    # timm drops ``betas`` itself for optimizers that take none (e.g. sgd).
-    return create_optimizer_v2(
-        params, opt=key, lr=lr, weight_decay=weight_decay, betas=betas, **kwargs
-    )
+@register("optim", "adam_atan2")
+def adam_atan2(params, lr: float, betas: tuple[float, float], weight_decay: float) -> AdamATan2:
+    """Adam-atan2 (HRM's optimizer): Adam with atan2 in place of the epsilon-guarded division."""
+    return AdamATan2(params, lr=lr, betas=betas, weight_decay=weight_decay)

@@ -1,13 +1,22 @@
-"""Plugins and config folders: what third-party packages (and notebooks) add to the framework.
+"""The catalogue: everything a run can name, and where it comes from.
 
-A plugin is an entry point of the group `latentreason.plugins`. Importing it registers its
-components (`latentreason.registry.register`); its `conf/` folder, if any, adds config cards and
-recipes that Hydra composes like the built-in ones (see `latentreason.config`).
+- Built-in components: every module of the component packages (`cores/`, `grad/`, `halt/`,
+  `tasks/`, `optim/`) is imported, so its `@register` decorators run. A new `cores/foo.py` is
+  found without any other edit.
+- Plugins: entry points of the group `latentreason.plugins`. Importing one registers its
+  components; its `conf/` folder, if any, adds config cards and recipes.
+- Config folders: the built-in cards (`registry/` at the top of a checkout, `latentreason/_cards`
+  once installed) and recipes, then those of plugins and of `add_config_dir`, which Hydra composes
+  alike (see `latentreason.config`).
+
+`populate` is the step the registry runs before its first lookup (the package wires it up).
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import pkgutil
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,12 +24,27 @@ from pathlib import Path
 from latentreason import registry
 from latentreason.errors import ConfigError
 
+COMPONENT_PACKAGES = ("cores", "grad", "halt", "tasks", "optim")
 PLUGIN_GROUP = "latentreason.plugins"
 _plugins_seen: set[str] = set()
 
 
+def populate() -> None:
+    """Register the built-in components, then the plugins' (once; `registry.populate` calls this)."""
+    load_builtins()
+    load_plugins()
+
+
+def load_builtins() -> None:
+    """Import every module of the component packages, so that their @register decorators run."""
+    for package_name in COMPONENT_PACKAGES:
+        package = importlib.import_module(f"latentreason.{package_name}")
+        for module in pkgutil.walk_packages(package.__path__, prefix=f"{package.__name__}."):
+            importlib.import_module(module.name)
+
+
 def load_plugins() -> None:
-    """Import every plugin of the entry-point group `latentreason.plugins`, once (called by `load_builtins`).
+    """Import every plugin of the entry-point group `latentreason.plugins`, once.
 
     An entry point names a module (`my_plugin`) or a function (`my_plugin:setup`, called with no
     arguments). While it loads, components it registers get the origin `<distribution> <version>`.
@@ -36,14 +60,15 @@ def load_plugins() -> None:
         _plugins_seen.add(point.name)
         dist = getattr(point, "dist", None)
         origin = f"{dist.name} {dist.version}" if dist is not None else point.name
-        before = {kind: set(names) for kind, names in registry._REGISTRY.items()}
+        before = {(e.kind, e.name) for e in registry.entries()}
         sources_before = len(_CONFIG_SOURCES)
-        registry._current_origin = origin
         try:
-            loaded = point.load()
+            with registry.origin(origin):
+                loaded = point.load()
             folders: list = []
             if callable(loaded) and not inspect.ismodule(loaded):
-                returned = loaded()  # may return a config folder, or a list of them
+                with registry.origin(origin):
+                    returned = loaded()  # may return a config folder, or a list of them
                 folders = [returned] if isinstance(returned, (str, Path)) else list(returned or [])
             module = loaded if inspect.ismodule(loaded) else inspect.getmodule(loaded)
             if not folders and getattr(module, "__file__", None):
@@ -52,15 +77,12 @@ def load_plugins() -> None:
             for folder in folders:
                 add_config_dir(folder, origin=origin)
         except Exception as error:  # noqa: BLE001 - a broken plugin must not break the framework
-            for kind, names in before.items():
-                for name in set(registry._REGISTRY[kind]) - names:
-                    del registry._REGISTRY[kind][name]
+            for kind, name in {(e.kind, e.name) for e in registry.entries()} - before:
+                registry.unregister(kind, name)
             del _CONFIG_SOURCES[sources_before:]
             from latentreason.console import console
 
             console.print(f"[yellow]Plugin {origin} ({point.value}) failed to load and is left out: {type(error).__name__}: {error}[/]")
-        finally:
-            registry._current_origin = "built-in"
 
 
 # -- config folders: the built-in cards and recipes, and those plugins or users add ---------------
@@ -93,17 +115,29 @@ class ConfigSource:
 _CONFIG_SOURCES: list[ConfigSource] = []
 
 
-def builtin_config_dir(name: str) -> Path:
-    """`registry` (the config cards) or `recipes`: inside the installed package, or at the top of a checkout."""
+def _builtin_folder(packaged: str, top_level: str) -> Path:
+    """A built-in config folder: inside the installed package, or at the top of a checkout."""
     package = Path(__file__).resolve().parent
-    packaged = package / {"registry": "_cards", "recipes": "_recipes"}[name]
-    return packaged if packaged.is_dir() else package.parent / name
+    return package / packaged if (package / packaged).is_dir() else package.parent / top_level
+
+
+def cards_dir() -> Path:
+    """The built-in config cards (`registry/` in a checkout): the primary config and one card per component."""
+    return _builtin_folder("_cards", "registry")
+
+
+def recipes_dir() -> Path:
+    return _builtin_folder("_recipes", "recipes")
+
+
+def builtin_source() -> ConfigSource:
+    return ConfigSource(cards_dir(), recipes_dir(), "built-in")
 
 
 def config_sources() -> list[ConfigSource]:
     """The built-in config folders first, then those of plugins and of `add_config_dir`, in order."""
-    registry.load_builtins()
-    return [ConfigSource(builtin_config_dir("registry"), builtin_config_dir("recipes"), "built-in"), *_CONFIG_SOURCES]
+    registry.populate()
+    return [builtin_source(), *_CONFIG_SOURCES]
 
 
 def config_options(group: str) -> dict[str, tuple[Path, str]]:
@@ -127,11 +161,11 @@ def add_config_dir(path: str | Path, origin: str | None = None) -> None:
     if not folder.is_dir():
         raise ConfigError(f"Config folder {folder} does not exist (expected <folder>/<group>/<name>.yaml and <folder>/recipes/<name>.yaml)")
     if origin is None:
-        origin = registry._current_origin if registry._current_origin != "built-in" else f"local ({folder})"
+        origin = registry.current_origin() or f"local ({folder})"
     if any(s.cards == folder for s in _CONFIG_SOURCES):
         return
     new = ConfigSource(folder, folder / CONFIG_GROUP_RECIPES, origin)
-    existing = [ConfigSource(builtin_config_dir("registry"), builtin_config_dir("recipes"), "built-in"), *_CONFIG_SOURCES]
+    existing = [builtin_source(), *_CONFIG_SOURCES]
     for group in new.groups():
         for name, file in new.options(group).items():
             for source in existing:
