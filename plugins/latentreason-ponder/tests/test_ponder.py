@@ -18,8 +18,8 @@ except ImportError:  # pragma: no cover - depends on the environment
     pytest.skip("latentreason-ponder is not installed: pip install ./plugins/latentreason-ponder", allow_module_level=True)
 
 import latentreason
+from latentreason.inference import run_to_halt
 from latentreason.model import build_model
-from latentreason.train.deep_supervision import run_to_halt
 from latentreason_ponder.ponder import Ponder
 
 TINY = ["core.hidden_size=32", "core.num_heads=2", "core.H_layers=1", "core.L_layers=1", "core.mlp_multiple=16", "trainer.global_batch_size=8"]
