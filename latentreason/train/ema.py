@@ -17,7 +17,9 @@ def make_ema(model: nn.Module, decay: float) -> ModelEmaV3:
     average does not start from the random initial weights. Buffers (initial states, the puzzle
     embedding table) are not averaged: as in TRM's EMA, evaluation uses the live ones.
     """
-    ema = ModelEmaV3(model, decay=decay, use_warmup=True, exclude_buffers=True)
+    # fp32 averages: timm's stochastic rounding (for bf16 averages, with a generator bound to the
+    # device it was made on) is off, so the average can move between devices with its module.
+    ema = ModelEmaV3(model, decay=decay, use_warmup=True, exclude_buffers=True, stochastic_rounding=False)
     ema.module.requires_grad_(False)
     return ema
 

@@ -231,7 +231,6 @@ class LatentReasoningModule(L.LightningModule):
         ema = self.ema
         if next(ema.module.parameters()).device != self.device:
             ema.module.to(self.device)
-            ema._sr_generator = torch.Generator(device=self.device).manual_seed(ema.stochastic_rounding_seed)
         return ema
 
     def eval_weights(self):
