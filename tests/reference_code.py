@@ -1,0 +1,82 @@
+"""Import the official reference code (sapientinc/HRM, TinyRecursiveModels) for parity tests.
+
+The code lives beside the checkout in ../shared/reference (present in CI, where its
+absence fails the tests), or wherever LATENTREASON_REFERENCE points; elsewhere the tests skip; it is imported from there, never copied. Both code bases name their
+top-level package `models`, so each is imported with its own folder first on sys.path and its
+modules are taken out of sys.modules afterwards (the imported objects keep working).
+
+What the reference needs to run on CPU is provided here, without editing its files: a stand-in
+`flash_attn_interface` whose `flash_attn_func` is torch's scaled_dot_product_attention with
+FlashAttention's (batch, length, heads, head_dim) layout.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+
+def reference_root() -> Path:
+    """../shared/reference beside the checkout, or $LATENTREASON_REFERENCE."""
+    override = os.environ.get("LATENTREASON_REFERENCE")
+    return Path(override) if override else Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+
+
+def flash_attn_func(q, k, v, causal=False, **_):
+    """FlashAttention's signature and layout on top of scaled_dot_product_attention."""
+    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=causal)
+    return out.transpose(1, 2)
+
+
+_loaded: dict[tuple[str, tuple[str, ...]], dict[str, types.ModuleType]] = {}
+
+
+def load(code: str, *modules: str) -> dict[str, types.ModuleType]:
+    """Import `modules` (e.g. "models.hrm.hrm_act_v1") of the reference `code` ("hrm" or "trm").
+
+    Skips the calling test with a one-line reason when the reference or what it needs is absent.
+    """
+    key = (code, modules)
+    if key in _loaded:
+        return _loaded[key]
+    root = reference_root() / code
+    if not root.is_dir():
+        if os.environ.get("CI"):  # CI has ../shared beside the checkout: a missing reference is a failure there
+            pytest.fail(f"reference code not found at {root} in CI")
+        pytest.skip(f"reference code not found at {root} (it lives beside the checkout in ../shared/reference)")
+    for needed in ("pydantic", "einops"):
+        pytest.importorskip(needed, reason=f"the reference code needs {needed} (pip install -e '.[test]')")
+    stand_in = types.ModuleType("flash_attn_interface")
+    stand_in.flash_attn_func = flash_attn_func
+    saved = {name: sys.modules.get(name) for name in ("flash_attn_interface",)}
+    sys.modules["flash_attn_interface"] = stand_in
+    ours = {name: m for name, m in sys.modules.items() if name == "models" or name.startswith("models.")}
+    for name in ours:
+        del sys.modules[name]
+    sys.path.insert(0, str(root))
+    try:
+        loaded = {name: importlib.import_module(name) for name in modules}
+    finally:
+        sys.path.remove(str(root))
+        for name in [n for n in sys.modules if n == "models" or n.startswith("models.")]:
+            del sys.modules[name]
+        sys.modules.update(ours)
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+    _loaded[key] = loaded
+    return loaded
+
+
+def all_close(a: torch.Tensor, b: torch.Tensor, atol: float, rtol: float = 0.0) -> None:
+    """assert_close with a message that says how far apart the two are."""
+    torch.testing.assert_close(a, b, atol=atol, rtol=rtol)
