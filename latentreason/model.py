@@ -25,10 +25,15 @@ class PuzzleEmbedding(nn.Module):
     optimizer state and is not counted among the model's parameters.
     """
 
-    def __init__(self, num_ids: int, length: int, hidden_size: int):
+    def __init__(self, num_ids: int, length: int, hidden_size: int, width: int | None = None):
         super().__init__()
         self.length, self.hidden_size = length, hidden_size
-        self.register_buffer("table", torch.zeros(num_ids, length * hidden_size))
+        self.width = length * hidden_size if width is None else int(width)
+        if not 0 < self.width <= length * hidden_size:
+            from latentreason.errors import ConfigError
+
+            raise ConfigError(f"model.puzzle_emb_ndim={width} must be between 1 and model.puzzle_emb_len x core.hidden_size = {length * hidden_size}")
+        self.register_buffer("table", torch.zeros(num_ids, self.width))
         self._pending: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
@@ -36,6 +41,8 @@ class PuzzleEmbedding(nn.Module):
         if self.training and torch.is_grad_enabled():
             rows = rows.detach().requires_grad_(True)
             self._pending = (ids, rows)
+        # A table narrower than its positions (TRM: one position's worth, 16 positions) is zero-padded on use.
+        rows = torch.nn.functional.pad(rows, (0, self.length * self.hidden_size - self.width))
         return rows.view(-1, self.length, self.hidden_size)
 
     @torch.no_grad()
@@ -106,6 +113,7 @@ class ReasoningModel(nn.Module):
         num_puzzle_ids: int = 1,
         puzzle_emb_len: int = 0,
         position_groups: torch.Tensor | None = None,
+        puzzle_emb_width: int | None = None,
     ):
         super().__init__()
         self.core, self.estimator, self.policy = core, estimator, policy
@@ -114,7 +122,7 @@ class ReasoningModel(nn.Module):
         self.embed_scale = math.sqrt(hidden)
         self.embed_tokens = nn.Embedding(vocab_size, hidden)
         truncated_normal_(self.embed_tokens.weight, std=1 / self.embed_scale)
-        self.puzzle = PuzzleEmbedding(num_puzzle_ids, puzzle_emb_len, hidden) if puzzle_emb_len else None
+        self.puzzle = PuzzleEmbedding(num_puzzle_ids, puzzle_emb_len, hidden, puzzle_emb_width) if puzzle_emb_len else None
         self.positions = None
         if core.positions == "learned":
             self.positions = nn.Parameter(truncated_normal_(torch.empty(puzzle_emb_len + seq_len, hidden), std=1 / self.embed_scale))
@@ -164,9 +172,11 @@ def build_model(
     """
     model_config = config.get("model", {})
     puzzle_emb_len = int(model_config.get("puzzle_emb_len", 0))
+    puzzle_emb_width = model_config.get("puzzle_emb_ndim")  # None: every position's values are learned
     if not model_config.get("grid_positions", False):
         position_groups = None
     core = registry.build("core", config["core"], seq_len=puzzle_emb_len + seq_len, compile=compile)
     estimator = registry.build("grad", config["grad"])
     policy = registry.build("halt", config["halt"], hidden_size=core.hidden_size)
-    return ReasoningModel(core, estimator, policy, vocab_size, seq_len, num_puzzle_ids, puzzle_emb_len, position_groups)
+    return ReasoningModel(core, estimator, policy, vocab_size, seq_len, num_puzzle_ids, puzzle_emb_len, position_groups,
+                          None if puzzle_emb_width is None else int(puzzle_emb_width))

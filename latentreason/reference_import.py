@@ -4,12 +4,10 @@ The reference's `pretrain.py` saves `model.state_dict()` of its loss head around
 after torch.compile (so keys read `_orig_mod.model.inner....`). Its layers are the ones ours are built from, laid out
 the same way: the fused QKV projection holds all query heads, then all key heads, then all value
 heads; rotary pairs dims (i, i + d/2) on both sides; SwiGLU's gate_up is [gate; up]. So
-converting is renaming, plus two changes of form:
-
-- TRM's Q head has two outputs even without a continue value (`no_ACT_continue`); our
-  `halt_only` head keeps the first (q_halt), the only one TRM reads.
-- A puzzle-embedding table narrower than its positions (`puzzle_emb_ndim` < positions x hidden)
-  is zero-padded, as the reference pads each row on use.
+converting is renaming, plus one change of form: TRM's Q head has two outputs even without a
+continue value (`no_ACT_continue`); our `halt_only` head keeps the first (q_halt), the only one
+TRM reads. The puzzle-embedding table keeps its width (`puzzle_emb_ndim`, our
+`model.puzzle_emb_ndim`); both sides zero-pad it to the positions it fills.
 
 Every size is checked against the model built from the user's config first, and a mismatch is
 one line naming the config key to change.
@@ -162,10 +160,12 @@ def convert_state_dict(reference: Mapping[str, torch.Tensor], model) -> tuple[di
         if model.puzzle is None or model.puzzle.length < needed:
             have = 0 if model.puzzle is None else model.puzzle.length
             raise ConfigError(f"the checkpoint's puzzle embeddings fill {needed} position(s) ({width} values), this config has model.puzzle_emb_len={have}: set model.puzzle_emb_len={needed}")
+        if model.puzzle.width != width:
+            raise ConfigError(f"the checkpoint learns {width} values per puzzle, this config {model.puzzle.width} "
+                              f"(model.puzzle_emb_len={model.puzzle.length} x core.hidden_size={hidden}): set model.puzzle_emb_ndim={width}")
         if model.puzzle.table.shape[0] != ids:
             raise ConfigError(f"the checkpoint's puzzle-embedding table has {ids:,} rows, the model was built for {model.puzzle.table.shape[0]:,}")
-        padded = torch.nn.functional.pad(table, (0, model.puzzle.length * hidden - width))
-        put("puzzle.table", "inner.puzzle_emb.weights", padded, "model.puzzle_emb_len")
+        put("puzzle.table", "inner.puzzle_emb.weights", table, "model.puzzle_emb_ndim")
     elif model.puzzle is not None:
         raise ConfigError(f"the checkpoint has no puzzle embeddings (puzzle_emb_ndim: 0), this config has model.puzzle_emb_len={model.puzzle.length}: set model.puzzle_emb_len=0")
 
