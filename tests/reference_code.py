@@ -2,7 +2,7 @@
 
 The code lives beside the checkout in ../shared/reference (present in CI, where its
 absence fails the tests), or wherever LATENTREASON_REFERENCE points; elsewhere the tests skip; it is imported from there, never copied. Both code bases name their
-top-level package `models`, so each is imported with its own folder first on sys.path and its
+top-level packages `models`, `dataset`..., so each is imported with its own folder first on sys.path and its
 modules are taken out of sys.modules afterwards (the imported objects keep working).
 
 What the reference needs to run on CPU is provided here, without editing its files: a stand-in
@@ -13,6 +13,7 @@ FlashAttention's (batch, length, heads, head_dim) layout.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import sys
 import types
@@ -35,6 +36,32 @@ def flash_attn_func(q, k, v, causal=False, **_):
     return out.transpose(1, 2)
 
 
+def _stand_ins() -> dict[str, types.ModuleType]:
+    """Modules the reference imports that are absent here and irrelevant to what is compared.
+
+    flash_attn_interface: attention (above). numba: TRM's ARC evaluator compiles one cropping
+    function with `@njit`; run as plain Python it computes the same. argdantic: the ARC data
+    builder's command-line parser, which the evaluator's imports pull in but never call.
+    """
+    flash = types.ModuleType("flash_attn_interface")
+    flash.flash_attn_func = flash_attn_func
+    out = {"flash_attn_interface": flash}
+    if importlib.util.find_spec("numba") is None:
+        numba = types.ModuleType("numba")
+        numba.njit = lambda function=None, **_: function if function is not None else (lambda f: f)
+        out["numba"] = numba
+    if importlib.util.find_spec("argdantic") is None:
+        argdantic = types.ModuleType("argdantic")
+
+        class ArgParser:
+            def command(self, *args, **kwargs):
+                return lambda function: function
+
+        argdantic.ArgParser = ArgParser
+        out["argdantic"] = argdantic
+    return out
+
+
 _loaded: dict[tuple[str, tuple[str, ...]], dict[str, types.ModuleType]] = {}
 
 
@@ -53,11 +80,15 @@ def load(code: str, *modules: str) -> dict[str, types.ModuleType]:
         pytest.skip(f"reference code not found at {root} (it lives beside the checkout in ../shared/reference)")
     for needed in ("pydantic", "einops"):
         pytest.importorskip(needed, reason=f"the reference code needs {needed} (pip install -e '.[test]')")
-    stand_in = types.ModuleType("flash_attn_interface")
-    stand_in.flash_attn_func = flash_attn_func
-    saved = {name: sys.modules.get(name) for name in ("flash_attn_interface",)}
-    sys.modules["flash_attn_interface"] = stand_in
-    ours = {name: m for name, m in sys.modules.items() if name == "models" or name.startswith("models.")}
+    stand_ins = _stand_ins()
+    saved = {name: sys.modules.get(name) for name in stand_ins}
+    sys.modules.update(stand_ins)
+    packages = ("models", "dataset", "evaluators", "utils")  # the reference's top-level packages
+
+    def theirs(name: str) -> bool:
+        return name.split(".")[0] in packages
+
+    ours = {name: m for name, m in sys.modules.items() if theirs(name)}
     for name in ours:
         del sys.modules[name]
     sys.path.insert(0, str(root))
@@ -65,7 +96,7 @@ def load(code: str, *modules: str) -> dict[str, types.ModuleType]:
         loaded = {name: importlib.import_module(name) for name in modules}
     finally:
         sys.path.remove(str(root))
-        for name in [n for n in sys.modules if n == "models" or n.startswith("models.")]:
+        for name in [n for n in sys.modules if theirs(n)]:
             del sys.modules[name]
         sys.modules.update(ours)
         for name, module in saved.items():
