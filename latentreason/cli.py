@@ -17,7 +17,9 @@ USAGE = """usage:
   latentreason data recipe=NAME [key=value ...]                      build and cache the recipe's dataset
   latentreason eval ckpt=PATH [data=FILE|test|train] [limit=N]       token and exact accuracy (ARC: pass@k, submission.json)
                     [solutions=FILE] [batch_size=N] [out=DIR]
-  latentreason solve ckpt=PATH PUZZLE [png=FILE]                     solve one puzzle, show the grids (and save a PNG)"""
+  latentreason solve ckpt=PATH PUZZLE [png=FILE]                     solve one puzzle, show the grids (and save a PNG)
+  latentreason import ckpt=FILE recipe=NAME [out=PATH] [key=value ...]
+                                                                     convert a checkpoint of the HRM/TRM reference code"""
 
 
 def _key_values(args: list[str], allowed: set[str], command: str) -> tuple[dict[str, str], list[str]]:
@@ -159,7 +161,21 @@ def cmd_solve(args: list[str]) -> None:
         console.print(f"Saved {save_png(panels, options['png'])}")
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "data": cmd_data, "eval": cmd_eval, "solve": cmd_solve}
+def cmd_import(args: list[str]) -> None:
+    """Convert a state dict saved by sapientinc/HRM's or TinyRecursiveModels' pretrain.py into our checkpoint."""
+    from latentreason.errors import ConfigError
+    from latentreason.reference_import import import_checkpoint
+
+    options = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in args if a.split("=", 1)[0] in ("ckpt", "out")}
+    overrides = [a for a in args if a.split("=", 1)[0] not in ("ckpt", "out")]
+    if "ckpt" not in options or not any(a.startswith("recipe=") for a in overrides):
+        raise ConfigError("usage: latentreason import ckpt=FILE recipe=NAME [out=PATH] [key=value ...] (FILE: a checkpoint of the reference's pretrain.py; see docs/reference.md)")
+    out, report = import_checkpoint(options["ckpt"], overrides, options.get("out"))
+    console.print(f"{options['ckpt']}: {report}")
+    console.print(f"Wrote {out}: use it with `latentreason eval ckpt={out}` or `latentreason solve ckpt={out} PUZZLE`.")
+
+
+COMMANDS = {"run": cmd_run, "list": cmd_list, "data": cmd_data, "eval": cmd_eval, "solve": cmd_solve, "import": cmd_import}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,7 @@ one line naming the config key to change.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Mapping
 
 import torch
@@ -181,4 +182,61 @@ def convert_state_dict(reference: Mapping[str, torch.Tensor], model) -> tuple[di
               + (", torch.compile prefix '_orig_mod.' removed" if compiled else "")
               + (", Q head: q_halt row kept (halt_only)" if head is not None and head.weight.shape[0] == 1 else "")
               + (", Q head dropped (the halt policy has none)" if head is None else "") + ")")
+    return out, report
+
+
+def read_reference_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """The state dict in a file saved by the reference's pretrain.py, or a one-line ConfigError."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist (the reference saves checkpoints as checkpoints/<project>/<run>/step_<N>)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any failure to unpickle: damaged, or not a PyTorch file
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ConfigError(f"{path} could not be read as a PyTorch state dict ({first})") from None
+    if isinstance(state, dict) and "state_dict" in state and "hyper_parameters" in state:
+        raise ConfigError(f"{path} is already a latentreason checkpoint: give it to eval, solve or init_from= as it is")
+    if not is_reference_state(state):
+        raise ConfigError(f"{path} is not a state dict saved by the reference's pretrain.py (no 'inner.' keys under '_orig_mod.model.')")
+    return state
+
+
+def import_checkpoint(path: str | Path, overrides: list[str], out: str | Path | None = None) -> tuple[Path, str]:
+    """Convert the reference checkpoint `path` into a latentreason checkpoint; returns where, and what was mapped.
+
+    `overrides` compose the config as for `latentreason run` (a recipe, then key=value); the
+    paper preset is the default here, whatever the machine, since the reference's checkpoints are
+    paper-sized. The written checkpoint holds the weights and the config, which is what
+    `eval`, `solve` and `init_from=` read; it has no optimizer state, so it cannot be resumed.
+    """
+    from omegaconf import OmegaConf
+
+    from latentreason.config import load_config
+    from latentreason.model import build_model
+    from latentreason.tasks.base import build_task
+
+    state = read_reference_state(path)
+    if not any(o.startswith("preset=") for o in overrides):
+        overrides = [*overrides, "preset=paper"]
+    config = load_config(overrides)
+    task = build_task(config)
+    table = strip_prefixes(state)[0].get("inner.puzzle_emb.weights")
+    ids = table.shape[0] if table is not None else 1
+    model = build_model(config, task.vocab_size, task.seq_len, ids, False, task.position_groups())
+    weights, report = convert_state_dict(state, model)
+    model.load_state_dict(weights)
+    out = Path(out) if out else Path(config.output_dir) / f"import-{Path(path).name}" / "final.ckpt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    resolved = OmegaConf.to_container(config, resolve=True)
+    checkpoint = {
+        "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
+        "hyper_parameters": {"config": resolved, "vocab_size": task.vocab_size, "seq_len": task.seq_len,
+                             "num_puzzle_ids": ids, "loss": task.loss, "position_groups": None},
+        "puzzle_names": None,  # the reference's identifiers.json names rows in its own scheme: rows match by position
+        "global_step": 0,
+        "imported_from": str(Path(path).resolve()),
+    }
+    torch.save(checkpoint, out)
+    OmegaConf.save(config, out.parent / "config.yaml")
     return out, report
