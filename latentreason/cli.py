@@ -18,7 +18,7 @@ USAGE = """usage:
   latentreason eval ckpt=PATH [data=FILE|test|train] [limit=N]       token and exact accuracy (ARC: pass@k, submission.json)
                     [solutions=FILE] [batch_size=N] [out=DIR]
   latentreason solve ckpt=PATH PUZZLE [png=FILE]                     solve one puzzle, show the grids (and save a PNG)
-  latentreason import ckpt=FILE recipe=NAME [out=PATH] [key=value ...]
+  latentreason import ckpt=FILE recipe=NAME [out=PATH] [identifiers=FILE] [key=value ...]
                                                                      convert a checkpoint of the HRM/TRM reference code"""
 
 
@@ -166,11 +166,11 @@ def cmd_import(args: list[str]) -> None:
     from latentreason.errors import ConfigError
     from latentreason.reference_import import import_checkpoint
 
-    options = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in args if a.split("=", 1)[0] in ("ckpt", "out")}
-    overrides = [a for a in args if a.split("=", 1)[0] not in ("ckpt", "out")]
+    options = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in args if a.split("=", 1)[0] in ("ckpt", "out", "identifiers")}
+    overrides = [a for a in args if a.split("=", 1)[0] not in ("ckpt", "out", "identifiers")]
     if "ckpt" not in options or not any(a.startswith("recipe=") for a in overrides):
-        raise ConfigError("usage: latentreason import ckpt=FILE recipe=NAME [out=PATH] [key=value ...] (FILE: a checkpoint of the reference's pretrain.py; see docs/reference.md)")
-    out, report = import_checkpoint(options["ckpt"], overrides, options.get("out"))
+        raise ConfigError("usage: latentreason import ckpt=FILE recipe=NAME [out=PATH] [identifiers=FILE] [key=value ...] (FILE: a checkpoint of the reference's pretrain.py; see docs/reference.md)")
+    out, report = import_checkpoint(options["ckpt"], overrides, options.get("out"), options.get("identifiers"))
     console.print(f"{options['ckpt']}: {report}")
     console.print(f"Wrote {out}: use it with `latentreason eval ckpt={out}` or `latentreason solve ckpt={out} PUZZLE`.")
 

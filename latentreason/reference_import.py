@@ -202,13 +202,51 @@ def read_reference_state(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def import_checkpoint(path: str | Path, overrides: list[str], out: str | Path | None = None) -> tuple[Path, str]:
+def arc_names(identifiers: list[str]) -> list[str]:
+    """The reference's ARC puzzle identifiers (its identifiers.json) in our naming of task variants.
+
+    It names a variant `task|||t<k>|||<colours>` (dihedral transform k, then colour c -> colours[c]),
+    the original `task`, and keeps id 0 as `<blank>`; we write `task|t<k>-<colours>` with the same
+    transform numbers and colour maps (tests/test_parity_arc.py checks they de-augment alike).
+    """
+    from latentreason.tasks.arc_data import IDENTITY
+
+    out = []
+    for name in identifiers:
+        parts = str(name).split("|||")
+        if len(parts) == 3 and parts[1].startswith("t"):
+            out.append(f"{parts[0]}|{parts[1]}-{parts[2]}")
+        elif len(parts) == 1 and name != "<blank>":
+            out.append(f"{name}|{IDENTITY.name}")
+        else:
+            out.append(str(name))
+    return out
+
+
+def read_identifiers(path: str | Path, rows: int) -> list[str]:
+    """Our names for the rows of a reference puzzle table, from the identifiers.json of its dataset."""
+    import json
+
+    try:
+        names = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"identifiers={path} could not be read as the reference's identifiers.json ({error})") from None
+    if not isinstance(names, list) or len(names) != rows:
+        count = len(names) if isinstance(names, list) else "no list of"
+        raise ConfigError(f"identifiers={path} holds {count} names, the checkpoint's puzzle table {rows:,} rows: use the identifiers.json of the data it was trained on")
+    return arc_names(names)
+
+
+def import_checkpoint(path: str | Path, overrides: list[str], out: str | Path | None = None,
+                      identifiers: str | Path | None = None) -> tuple[Path, str]:
     """Convert the reference checkpoint `path` into a latentreason checkpoint; returns where, and what was mapped.
 
     `overrides` compose the config as for `latentreason run` (a recipe, then key=value); the
     paper preset is the default here, whatever the machine, since the reference's checkpoints are
     paper-sized. The written checkpoint holds the weights and the config, which is what
     `eval`, `solve` and `init_from=` read; it has no optimizer state, so it cannot be resumed.
+    `identifiers` (the reference dataset's identifiers.json) names the puzzle-table rows, so that
+    ARC variants find their rows by name rather than by position.
     """
     from omegaconf import OmegaConf
 
@@ -226,6 +264,12 @@ def import_checkpoint(path: str | Path, overrides: list[str], out: str | Path | 
     model = build_model(config, task.vocab_size, task.seq_len, ids, False, task.position_groups())
     weights, report = convert_state_dict(state, model)
     model.load_state_dict(weights)
+    names = None
+    if identifiers is not None:
+        if table is None:
+            raise ConfigError("identifiers= names the rows of a puzzle-embedding table, and this checkpoint has none")
+        names = read_identifiers(identifiers, ids)
+        report = report[:-1] + f", puzzle rows named from {Path(identifiers).name})"
     out = Path(out) if out else Path(config.output_dir) / f"import-{Path(path).name}" / "final.ckpt"
     out.parent.mkdir(parents=True, exist_ok=True)
     resolved = OmegaConf.to_container(config, resolve=True)
@@ -233,7 +277,7 @@ def import_checkpoint(path: str | Path, overrides: list[str], out: str | Path | 
         "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
         "hyper_parameters": {"config": resolved, "vocab_size": task.vocab_size, "seq_len": task.seq_len,
                              "num_puzzle_ids": ids, "loss": task.loss, "position_groups": None},
-        "puzzle_names": None,  # the reference's identifiers.json names rows in its own scheme: rows match by position
+        "puzzle_names": names,  # None: rows are matched to the data's identifiers by position
         "global_step": 0,
         "imported_from": str(Path(path).resolve()),
     }

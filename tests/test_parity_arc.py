@@ -19,6 +19,7 @@ import torch
 
 from reference_code import load
 from latentreason.inference import confidence
+from latentreason.reference_import import arc_names
 from latentreason.tasks import arc_data as ad
 from latentreason.tasks.arc import Arc
 
@@ -71,6 +72,7 @@ def reference_files(folder, split, tasks):
         task_id, aug_name = name.rsplit("|", 1)
         aug = ad.Augmentation.from_name(aug_name)
         identifiers.append(f"{task_id}|||t{aug.transform}|||{''.join(map(str, aug.colours))}")
+    assert arc_names(identifiers) == ["<blank>", *split["names"]]  # what `latentreason import identifiers=` reads back
     (folder / "identifiers.json").write_text(json.dumps(identifiers))
     (folder / "test_puzzles.json").write_text(json.dumps(tasks))
 

@@ -119,3 +119,15 @@ def test_files_that_are_not_reference_checkpoints(tmp_path, capsys):
     assert "could not be read" in capsys.readouterr().out
     assert main(["import", f"ckpt={tmp_path / 'other.pt'}"]) == 2
     assert "usage: latentreason import" in capsys.readouterr().out
+
+
+def test_identifiers_name_the_puzzle_rows(tmp_path, capsys):
+    _, path = reference_checkpoint(tmp_path, "hrm", HRM_CONFIG, compiled=True)
+    (tmp_path / "identifiers.json").write_text('["abcd1234|||t3|||0271845936"]')
+    out = tmp_path / "named.ckpt"
+    assert main(["import", f"ckpt={path}", *HRM_ARGS, f"identifiers={tmp_path / 'identifiers.json'}", f"out={out}"]) == 0
+    assert "puzzle rows named from identifiers.json" in capsys.readouterr().out
+    assert load_checkpoint(out, device="cpu").puzzle_names == ["abcd1234|t3-0271845936"]
+    (tmp_path / "identifiers.json").write_text('["<blank>", "abcd1234"]')
+    assert main(["import", f"ckpt={path}", *HRM_ARGS, f"identifiers={tmp_path / 'identifiers.json'}", f"out={out}"]) == 2
+    assert "holds 2 names, the checkpoint's puzzle table 1 rows" in capsys.readouterr().out
