@@ -77,16 +77,17 @@ def reference_files(folder, split, tasks):
     (folder / "test_puzzles.json").write_text(json.dumps(tasks))
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_arc_scores_and_submission_match_trm_evaluator(tmp_path, seed, monkeypatch):
+def score_both(tmp_path, monkeypatch, predict, rows: int | None = None):
+    """Our scores and submission, and TRM's, on the predictions `predict(task, split, tasks)` of the first `rows` rows."""
     evaluator = load("trm", "evaluators.arc")["evaluators.arc"]
     data, ref_dir, ours_dir, trm_out = (tmp_path / d for d in ("data", "ref", "ours", "trm_out"))
     for d in (data, ref_dir, ours_dir, trm_out):
-        d.mkdir()
+        d.mkdir(parents=True)
     tasks = write_tasks(data)
     task = Arc(train_path=str(data), augmentations=6, pass_k=list(PASS_K), cache_dir=str(tmp_path / "cache"))
     split = task.read_file(data)
-    tokens, q_halt = predictions(task, split, tasks, seed)
+    tokens, q_halt = predict(task, split, tasks)
+    tokens, q_halt = tokens[:rows], q_halt[:rows]
 
     ours = task.score(split, tokens, confidence({"q_halt": q_halt}, len(tokens)), ours_dir)
 
@@ -94,11 +95,37 @@ def test_arc_scores_and_submission_match_trm_evaluator(tmp_path, seed, monkeypat
     monkeypatch.setattr(evaluator.dist, "gather_object", lambda obj, out, dst=0, group=None: out.__setitem__(0, obj))
     arc = evaluator.ARC(str(ref_dir), SimpleNamespace(blank_identifier_id=0), pass_Ks=PASS_K)
     arc.begin_eval()
-    batch = {"inputs": split["inputs"].long(), "puzzle_identifiers": split["puzzle_ids"] + 1}
+    batch = {"inputs": split["inputs"][: len(tokens)].long(), "puzzle_identifiers": split["puzzle_ids"][: len(tokens)] + 1}
     arc.update_batch(batch, {"preds": tokens, "q_halt_logits": q_halt})
     theirs = arc.result(str(trm_out), rank=0, world_size=1)
+    read = lambda folder: json.loads((folder / "submission.json").read_text())  # noqa: E731
+    return ours, theirs, read(ours_dir), read(trm_out), split
 
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_arc_scores_and_submission_match_trm_evaluator(tmp_path, seed, monkeypatch):
+    ours, theirs, our_submission, their_submission, _ = score_both(tmp_path, monkeypatch, lambda *a: predictions(*a, seed))
     for k in PASS_K:
         assert ours[f"pass@{k}_per_input"] == pytest.approx(theirs[f"ARC/pass@{k}"], abs=1e-12), f"pass@{k}"
-    assert json.loads((ours_dir / "submission.json").read_text()) == json.loads((trm_out / "submission.json").read_text())
+    assert our_submission == their_submission
     assert theirs["ARC/pass@1"] < theirs["ARC/pass@3"], "the case should have wrong top answers and right later ones"
+
+
+def test_differences_on_purpose(tmp_path, monkeypatch, capsys):
+    """Pinned (docs/reference.md): tasks not predicted are left out, not counted wrong; no empty grid is submitted."""
+    def empty_first(task, split, tasks):
+        tokens, q_halt = predictions(task, split, tasks, 0)
+        first = [split["names"][p].startswith("aaaa0001|") for p in split["puzzle_ids"].tolist()]
+        tokens[torch.tensor(first) & (split["test_index"] == 0)] = 0  # every variant of one test input: an empty grid
+        return tokens, q_halt
+
+    ours, theirs, our_submission, their_submission, split = score_both(tmp_path, monkeypatch, empty_first)
+    assert their_submission["aaaa0001"][0]["attempt_1"] == []  # TRM submits the empty grid voted first
+    assert our_submission["aaaa0001"][0]["attempt_1"] == [[0]]  # we submit a placeholder, the only other answer
+    assert ours["pass@1_per_input"] == pytest.approx(theirs["ARC/pass@1"])  # the scores agree all the same
+
+    last_task_rows = [n.startswith(TIED) for n in (split["names"][int(p)] for p in split["puzzle_ids"])].count(True)
+    rows = len(split["puzzle_ids"]) - last_task_rows  # the last task not predicted (as with `eval limit=`)
+    ours, theirs, *_ = score_both(tmp_path / "partial", monkeypatch, lambda *a: predictions(*a, 0), rows=rows)
+    assert ours["scored_tasks"] == 2  # we score the two tasks predicted; TRM also counts the third, as wrong
+    assert theirs["ARC/pass@3"] == pytest.approx(ours["pass@3_per_input"] * 2 / 3)

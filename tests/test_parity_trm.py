@@ -59,6 +59,8 @@ def build_pair(**config):
     ours = ReasoningModel(core, TBPTT(k=cfg["L_cycles"] + 1), policy, VOCAB, SEQ, IDS, PUZZLE_LEN, puzzle_emb_width=HIDDEN)
     weights, report = convert_state_dict(reference.state_dict(), ours)
     assert "q_halt row kept" in report
+    # Pinned difference (docs/reference.md): TRM keeps a second Q output it never reads; our halt_only head has one.
+    assert reference.inner.q_head.weight.shape[0] == 2 and ours.policy.head.weight.shape[0] == 1
     ours.load_state_dict(weights)
     return head, ours
 
