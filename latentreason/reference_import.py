@@ -16,8 +16,8 @@ one line naming the config key to change.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import torch
 
@@ -52,8 +52,10 @@ def strip_prefixes(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.T
 
 def is_reference_state(state: Mapping) -> bool:
     """True for a state dict saved by the reference's pretrain.py (or of its bare ACT model)."""
-    return isinstance(state, Mapping) and all(isinstance(k, str) for k in state) and any(
-        k.startswith("inner.") for k in strip_prefixes(state)[0]
+    return (
+        isinstance(state, Mapping)
+        and all(isinstance(k, str) for k in state)
+        and any(k.startswith("inner.") for k in strip_prefixes(state)[0])
     )
 
 
@@ -74,7 +76,9 @@ def _stack_names(core) -> dict[str, tuple[str, str]]:
         return {"H": ("core.H", "core.H_layers"), "L": ("core.L", "core.L_layers")}
     if name == "TRM":
         return {"L": ("core.net", "core.num_layers")}
-    raise ConfigError(f"the reference code has HRM and TRM models; this config's core is {name}: use an hrm or trm recipe")
+    raise ConfigError(
+        f"the reference code has HRM and TRM models; this config's core is {name}: use an hrm or trm recipe"
+    )
 
 
 def convert_state_dict(reference: Mapping[str, torch.Tensor], model) -> tuple[dict[str, torch.Tensor], str]:
@@ -91,7 +95,9 @@ def convert_state_dict(reference: Mapping[str, torch.Tensor], model) -> tuple[di
     ours_arch = {"HRM": "hrm", "TRM": "trm"}.get(type(model.core).__name__)
     if ours_arch != arch:
         what = "an HRM (H and L stacks)" if arch == "hrm" else "a TRM (one network, L_level only)"
-        raise ConfigError(f"the checkpoint is {what}; this config's core is {type(model.core).__name__}: use a recipe with core={arch}")
+        raise ConfigError(
+            f"the checkpoint is {what}; this config's core is {type(model.core).__name__}: use a recipe with core={arch}"
+        )
     target = model.state_dict()
     out: dict[str, torch.Tensor] = {}
     used: set[str] = set()
@@ -100,31 +106,46 @@ def convert_state_dict(reference: Mapping[str, torch.Tensor], model) -> tuple[di
         if ours not in target:
             raise ConfigError(f"the checkpoint has {ref}, which this config's model has no place for ({key_hint})")
         if tuple(tensor.shape) != tuple(target[ours].shape):
-            raise ConfigError(f"the checkpoint's {ref} has shape {tuple(tensor.shape)}, this config's model expects "
-                              f"{tuple(target[ours].shape)}: {key_hint}")
+            raise ConfigError(
+                f"the checkpoint's {ref} has shape {tuple(tensor.shape)}, this config's model expects "
+                f"{tuple(target[ours].shape)}: {key_hint}"
+            )
         out[ours] = tensor.detach().to(target[ours].dtype).clone()
         used.add(ref)
 
     hidden = model.core.hidden_size
     vocab, ref_hidden = state["inner.embed_tokens.embedding_weight"].shape
     if ref_hidden != hidden:
-        raise ConfigError(f"the checkpoint has hidden size {ref_hidden}, this config has core.hidden_size={hidden}: set core.hidden_size={ref_hidden}")
+        raise ConfigError(
+            f"the checkpoint has hidden size {ref_hidden}, this config has core.hidden_size={hidden}: set core.hidden_size={ref_hidden}"
+        )
     if vocab != model.embed_tokens.num_embeddings:
-        raise ConfigError(f"the checkpoint's vocabulary has {vocab} tokens, this task's has {model.embed_tokens.num_embeddings}: use the task it was trained on")
-    put("embed_tokens.weight", "inner.embed_tokens.embedding_weight", state["inner.embed_tokens.embedding_weight"], "task vocabulary")
+        raise ConfigError(
+            f"the checkpoint's vocabulary has {vocab} tokens, this task's has {model.embed_tokens.num_embeddings}: use the task it was trained on"
+        )
+    put(
+        "embed_tokens.weight",
+        "inner.embed_tokens.embedding_weight",
+        state["inner.embed_tokens.embedding_weight"],
+        "task vocabulary",
+    )
     put("lm_head.weight", "inner.lm_head.weight", state["inner.lm_head.weight"], "task vocabulary")
 
     # Stacks and their blocks.
     for level, (ours, layers_key) in _stack_names(model.core).items():
         count, expected = _layers(state, level), len(model.get_submodule(ours).blocks)
         if count != expected:
-            raise ConfigError(f"the checkpoint's {level} stack has {count} layers, this config has {layers_key}={expected}: set {layers_key}={count}")
+            raise ConfigError(
+                f"the checkpoint's {level} stack has {count} layers, this config has {layers_key}={expected}: set {layers_key}={count}"
+            )
         for key in [k for k in state if k.startswith(f"inner.{level}_level.layers.")]:
             index, _, rest = key.removeprefix(f"inner.{level}_level.layers.").partition(".")
             if rest not in BLOCK_NAMES:
                 raise ConfigError(f"the checkpoint has {key}, which no block of ours holds")
             if rest.startswith("mlp_t.") and getattr(model.core, "mixer", "attn") != "mlp":
-                raise ConfigError(f"the checkpoint mixes positions by an MLP (mlp_t: {key}); set core.mixer=mlp (TRM only)")
+                raise ConfigError(
+                    f"the checkpoint mixes positions by an MLP (mlp_t: {key}); set core.mixer=mlp (TRM only)"
+                )
             hint = "check core.num_heads, core.expansion and core.mlp_multiple (the reference rounds MLP widths to 256)"
             if rest.startswith("mlp_t."):
                 hint = "the token-mixing MLP is as wide as the sequence: check the task's size and model.puzzle_emb_len"
@@ -148,8 +169,15 @@ def convert_state_dict(reference: Mapping[str, torch.Tensor], model) -> tuple[di
     # Positions.
     if "inner.embed_pos.embedding_weight" in state:
         if model.positions is None:
-            raise ConfigError("the checkpoint has learned position embeddings (pos_encodings: learned): set core.positions=learned")
-        put("positions", "inner.embed_pos.embedding_weight", state["inner.embed_pos.embedding_weight"], "check the task's sequence length and model.puzzle_emb_len")
+            raise ConfigError(
+                "the checkpoint has learned position embeddings (pos_encodings: learned): set core.positions=learned"
+            )
+        put(
+            "positions",
+            "inner.embed_pos.embedding_weight",
+            state["inner.embed_pos.embedding_weight"],
+            "check the task's sequence length and model.puzzle_emb_len",
+        )
     elif model.positions is not None:
         raise ConfigError("the checkpoint uses rotary positions (pos_encodings: rope): set core.positions=rope")
 
@@ -160,28 +188,41 @@ def convert_state_dict(reference: Mapping[str, torch.Tensor], model) -> tuple[di
         needed = -(-width // hidden)
         if model.puzzle is None or model.puzzle.length < needed:
             have = 0 if model.puzzle is None else model.puzzle.length
-            raise ConfigError(f"the checkpoint's puzzle embeddings fill {needed} position(s) ({width} values), this config has model.puzzle_emb_len={have}: set model.puzzle_emb_len={needed}")
+            raise ConfigError(
+                f"the checkpoint's puzzle embeddings fill {needed} position(s) ({width} values), this config has model.puzzle_emb_len={have}: set model.puzzle_emb_len={needed}"
+            )
         if model.puzzle.width != width:
-            raise ConfigError(f"the checkpoint learns {width} values per puzzle, this config {model.puzzle.width} "
-                              f"(model.puzzle_emb_len={model.puzzle.length} x core.hidden_size={hidden}): set model.puzzle_emb_ndim={width}")
+            raise ConfigError(
+                f"the checkpoint learns {width} values per puzzle, this config {model.puzzle.width} "
+                f"(model.puzzle_emb_len={model.puzzle.length} x core.hidden_size={hidden}): set model.puzzle_emb_ndim={width}"
+            )
         if model.puzzle.table.shape[0] != ids:
-            raise ConfigError(f"the checkpoint's puzzle-embedding table has {ids:,} rows, the model was built for {model.puzzle.table.shape[0]:,}")
+            raise ConfigError(
+                f"the checkpoint's puzzle-embedding table has {ids:,} rows, the model was built for {model.puzzle.table.shape[0]:,}"
+            )
         put("puzzle.table", "inner.puzzle_emb.weights", table, "model.puzzle_emb_ndim")
     elif model.puzzle is not None:
-        raise ConfigError(f"the checkpoint has no puzzle embeddings (puzzle_emb_ndim: 0), this config has model.puzzle_emb_len={model.puzzle.length}: set model.puzzle_emb_len=0")
+        raise ConfigError(
+            f"the checkpoint has no puzzle embeddings (puzzle_emb_ndim: 0), this config has model.puzzle_emb_len={model.puzzle.length}: set model.puzzle_emb_len=0"
+        )
 
     left = sorted(set(state) - used)
     if left:
         raise ConfigError(f"the checkpoint holds {len(left)} tensor(s) with no place in this model, e.g. {left[0]}")
     missing = sorted(set(target) - set(out))
     if missing:
-        raise ConfigError(f"this config's model has {len(missing)} tensor(s) the checkpoint lacks, e.g. {missing[0]} (model.grid_positions adds some; turn it off)")
+        raise ConfigError(
+            f"this config's model has {len(missing)} tensor(s) the checkpoint lacks, e.g. {missing[0]} (model.grid_positions adds some; turn it off)"
+        )
     count = sum(t.numel() for k, t in out.items() if k != "puzzle.table")
-    report = (f"{len(used)} reference tensors mapped ({arch.upper()}, {count:,} weights"
-              + (f", puzzle table {table.shape[0]:,} x {table.shape[1]}" if table is not None else "")
-              + (", torch.compile prefix '_orig_mod.' removed" if compiled else "")
-              + (", Q head: q_halt row kept (halt_only)" if head is not None and head.weight.shape[0] == 1 else "")
-              + (", Q head dropped (the halt policy has none)" if head is None else "") + ")")
+    report = (
+        f"{len(used)} reference tensors mapped ({arch.upper()}, {count:,} weights"
+        + (f", puzzle table {table.shape[0]:,} x {table.shape[1]}" if table is not None else "")
+        + (", torch.compile prefix '_orig_mod.' removed" if compiled else "")
+        + (", Q head: q_halt row kept (halt_only)" if head is not None and head.weight.shape[0] == 1 else "")
+        + (", Q head dropped (the halt policy has none)" if head is None else "")
+        + ")"
+    )
     return out, report
 
 
@@ -189,7 +230,9 @@ def read_reference_state(path: str | Path) -> dict[str, torch.Tensor]:
     """The state dict in a file saved by the reference's pretrain.py, or a one-line ConfigError."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist (the reference saves checkpoints as checkpoints/<project>/<run>/step_<N>)")
+        raise FileNotFoundError(
+            f"{path} does not exist (the reference saves checkpoints as checkpoints/<project>/<run>/step_<N>)"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - any failure to unpickle: damaged, or not a PyTorch file
@@ -198,7 +241,9 @@ def read_reference_state(path: str | Path) -> dict[str, torch.Tensor]:
     if isinstance(state, dict) and "state_dict" in state and "hyper_parameters" in state:
         raise ConfigError(f"{path} is already a latentreason checkpoint: give it to eval, solve or init_from= as it is")
     if not is_reference_state(state):
-        raise ConfigError(f"{path} is not a state dict saved by the reference's pretrain.py (no 'inner.' keys under '_orig_mod.model.')")
+        raise ConfigError(
+            f"{path} is not a state dict saved by the reference's pretrain.py (no 'inner.' keys under '_orig_mod.model.')"
+        )
     return state
 
 
@@ -230,15 +275,20 @@ def read_identifiers(path: str | Path, rows: int) -> list[str]:
     try:
         names = json.loads(Path(path).read_text())
     except (OSError, ValueError) as error:
-        raise ConfigError(f"identifiers={path} could not be read as the reference's identifiers.json ({error})") from None
+        raise ConfigError(
+            f"identifiers={path} could not be read as the reference's identifiers.json ({error})"
+        ) from None
     if not isinstance(names, list) or len(names) != rows:
         count = len(names) if isinstance(names, list) else "no list of"
-        raise ConfigError(f"identifiers={path} holds {count} names, the checkpoint's puzzle table {rows:,} rows: use the identifiers.json of the data it was trained on")
+        raise ConfigError(
+            f"identifiers={path} holds {count} names, the checkpoint's puzzle table {rows:,} rows: use the identifiers.json of the data it was trained on"
+        )
     return arc_names(names)
 
 
-def import_checkpoint(path: str | Path, overrides: list[str], out: str | Path | None = None,
-                      identifiers: str | Path | None = None) -> tuple[Path, str]:
+def import_checkpoint(
+    path: str | Path, overrides: list[str], out: str | Path | None = None, identifiers: str | Path | None = None
+) -> tuple[Path, str]:
     """Convert the reference checkpoint `path` into a latentreason checkpoint; returns where, and what was mapped.
 
     `overrides` compose the config as for `latentreason run` (a recipe, then key=value); the
@@ -275,8 +325,14 @@ def import_checkpoint(path: str | Path, overrides: list[str], out: str | Path | 
     resolved = OmegaConf.to_container(config, resolve=True)
     checkpoint = {
         "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
-        "hyper_parameters": {"config": resolved, "vocab_size": task.vocab_size, "seq_len": task.seq_len,
-                             "num_puzzle_ids": ids, "loss": task.loss, "position_groups": None},
+        "hyper_parameters": {
+            "config": resolved,
+            "vocab_size": task.vocab_size,
+            "seq_len": task.seq_len,
+            "num_puzzle_ids": ids,
+            "loss": task.loss,
+            "position_groups": None,
+        },
         "puzzle_names": names,  # None: rows are matched to the data's identifiers by position
         "global_step": 0,
         "imported_from": str(Path(path).resolve()),

@@ -16,8 +16,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-
 from reference_code import load
+
 from latentreason.inference import confidence
 from latentreason.reference_import import arc_names
 from latentreason.tasks import arc_data as ad
@@ -32,9 +32,11 @@ def write_tasks(folder):
     rng = np.random.default_rng(0)
     tasks = {}
     for name, tests in (("aaaa0001", 2), ("bbbb0002", 1), ("cccc0003", 1)):
+
         def pair(shape):
             grid = rng.integers(0, 10, shape)
             return {"input": grid.tolist(), "output": np.rot90(grid).tolist()}
+
         tasks[name] = {"train": [pair((3, 4)), pair((2, 2))], "test": [pair((3 + i, 2 + i)) for i in range(tests)]}
         (folder / f"{name}.json").write_text(json.dumps(tasks[name]))
     return tasks
@@ -95,7 +97,10 @@ def score_both(tmp_path, monkeypatch, predict, rows: int | None = None):
     monkeypatch.setattr(evaluator.dist, "gather_object", lambda obj, out, dst=0, group=None: out.__setitem__(0, obj))
     arc = evaluator.ARC(str(ref_dir), SimpleNamespace(blank_identifier_id=0), pass_Ks=PASS_K)
     arc.begin_eval()
-    batch = {"inputs": split["inputs"][: len(tokens)].long(), "puzzle_identifiers": split["puzzle_ids"][: len(tokens)] + 1}
+    batch = {
+        "inputs": split["inputs"][: len(tokens)].long(),
+        "puzzle_identifiers": split["puzzle_ids"][: len(tokens)] + 1,
+    }
     arc.update_batch(batch, {"preds": tokens, "q_halt_logits": q_halt})
     theirs = arc.result(str(trm_out), rank=0, world_size=1)
     read = lambda folder: json.loads((folder / "submission.json").read_text())  # noqa: E731
@@ -104,7 +109,9 @@ def score_both(tmp_path, monkeypatch, predict, rows: int | None = None):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_arc_scores_and_submission_match_trm_evaluator(tmp_path, seed, monkeypatch):
-    ours, theirs, our_submission, their_submission, _ = score_both(tmp_path, monkeypatch, lambda *a: predictions(*a, seed))
+    ours, theirs, our_submission, their_submission, _ = score_both(
+        tmp_path, monkeypatch, lambda *a: predictions(*a, seed)
+    )
     for k in PASS_K:
         assert ours[f"pass@{k}_per_input"] == pytest.approx(theirs[f"ARC/pass@{k}"], abs=1e-12), f"pass@{k}"
     assert our_submission == their_submission
@@ -113,6 +120,7 @@ def test_arc_scores_and_submission_match_trm_evaluator(tmp_path, seed, monkeypat
 
 def test_differences_on_purpose(tmp_path, monkeypatch, capsys):
     """Pinned (docs/reference.md): tasks not predicted are left out, not counted wrong; no empty grid is submitted."""
+
     def empty_first(task, split, tasks):
         tokens, q_halt = predictions(task, split, tasks, 0)
         first = [split["names"][p].startswith("aaaa0001|") for p in split["puzzle_ids"].tolist()]

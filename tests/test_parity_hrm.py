@@ -16,8 +16,8 @@ kernels (SDPA, the same matmuls), so the observed differences are at round-off (
 from __future__ import annotations
 
 import torch
-
 from reference_code import load
+
 from latentreason.cores.hrm import HRM
 from latentreason.grad.one_step import OneStep
 from latentreason.halt.q_act import QACT
@@ -30,9 +30,22 @@ ATOL = 2e-5
 GRAD_RTOL = 1e-4
 BATCH, SEQ, VOCAB, IDS, HIDDEN, MAX_STEPS = 6, 20, 11, 5, 64, 4
 CONFIG = dict(
-    batch_size=BATCH, seq_len=SEQ, puzzle_emb_ndim=HIDDEN, num_puzzle_identifiers=IDS, vocab_size=VOCAB,
-    H_cycles=2, L_cycles=2, H_layers=2, L_layers=2, hidden_size=HIDDEN, expansion=4, num_heads=4,
-    pos_encodings="rope", halt_max_steps=MAX_STEPS, halt_exploration_prob=0.5, forward_dtype="float32",
+    batch_size=BATCH,
+    seq_len=SEQ,
+    puzzle_emb_ndim=HIDDEN,
+    num_puzzle_identifiers=IDS,
+    vocab_size=VOCAB,
+    H_cycles=2,
+    L_cycles=2,
+    H_layers=2,
+    L_layers=2,
+    hidden_size=HIDDEN,
+    expansion=4,
+    num_heads=4,
+    pos_encodings="rope",
+    halt_max_steps=MAX_STEPS,
+    halt_exploration_prob=0.5,
+    forward_dtype="float32",
 )
 
 
@@ -53,11 +66,21 @@ def build_pair(**config):
             reference.inner.puzzle_emb.weights.normal_(0, 0.5)
     head = ref["models.losses"].ACTLossHead(reference, "stablemax_cross_entropy")
     puzzle_len = -(cfg["puzzle_emb_ndim"] // -cfg["hidden_size"])
-    core = HRM(seq_len=puzzle_len + cfg["seq_len"], hidden_size=cfg["hidden_size"], num_heads=cfg["num_heads"],
-               expansion=cfg["expansion"], H_layers=cfg["H_layers"], L_layers=cfg["L_layers"],
-               H_cycles=cfg["H_cycles"], L_cycles=cfg["L_cycles"], positions=cfg["pos_encodings"])
+    core = HRM(
+        seq_len=puzzle_len + cfg["seq_len"],
+        hidden_size=cfg["hidden_size"],
+        num_heads=cfg["num_heads"],
+        expansion=cfg["expansion"],
+        H_layers=cfg["H_layers"],
+        L_layers=cfg["L_layers"],
+        H_cycles=cfg["H_cycles"],
+        L_cycles=cfg["L_cycles"],
+        positions=cfg["pos_encodings"],
+    )
     policy = QACT(cfg["hidden_size"], max_steps=cfg["halt_max_steps"], exploration_prob=cfg["halt_exploration_prob"])
-    ours = ReasoningModel(core, OneStep(), policy, cfg["vocab_size"], cfg["seq_len"], cfg["num_puzzle_identifiers"], puzzle_len)
+    ours = ReasoningModel(
+        core, OneStep(), policy, cfg["vocab_size"], cfg["seq_len"], cfg["num_puzzle_identifiers"], puzzle_len
+    )
     weights, _ = convert_state_dict(reference.state_dict(), ours)
     ours.load_state_dict(weights)
     return head, ours
@@ -70,8 +93,13 @@ def batches(steps: int, seed: int = 1):
         labels = torch.randint(1, VOCAB, (BATCH, SEQ), generator=g)
         labels[torch.rand(BATCH, SEQ, generator=g) < 0.2] = -100  # some unlabelled positions
         labels[0] = -100  # a row with no label at all
-        out.append({"inputs": torch.randint(0, VOCAB, (BATCH, SEQ), generator=g), "labels": labels,
-                    "puzzle_ids": torch.randint(0, IDS, (BATCH,), generator=g)})
+        out.append(
+            {
+                "inputs": torch.randint(0, VOCAB, (BATCH, SEQ), generator=g),
+                "labels": labels,
+                "puzzle_ids": torch.randint(0, IDS, (BATCH,), generator=g),
+            }
+        )
     return out
 
 
@@ -101,7 +129,8 @@ def test_train_steps_match_reference():
     head, ours = build_pair()
     head.train(), ours.train()
     sparse = ref["models.sparse_embedding"].CastedSparseEmbeddingSignSGD_Distributed(
-        head.model.puzzle_emb.buffers(), world_size=1, lr=0.01, weight_decay=0.1)
+        head.model.puzzle_emb.buffers(), world_size=1, lr=0.01, weight_decay=0.1
+    )
     data = batches(6)
     ref_carry, our_carry = head.initial_carry(as_reference(data[0])), Carry.start(ours, data[0])
     halted_seen = set()
@@ -109,8 +138,11 @@ def test_train_steps_match_reference():
         head.zero_grad(set_to_none=True), ours.zero_grad(set_to_none=True)
         head.model.puzzle_emb.local_weights.grad = None
         torch.manual_seed(100 + step)  # the exploration draws: same generator state on both sides
-        ref_carry, ref_loss, metrics, out, _ = head(return_keys=["logits", "q_halt_logits", "q_continue_logits", "target_q_continue"],
-                                                    carry=ref_carry, batch=as_reference(batch))
+        ref_carry, ref_loss, metrics, out, _ = head(
+            return_keys=["logits", "q_halt_logits", "q_continue_logits", "target_q_continue"],
+            carry=ref_carry,
+            batch=as_reference(batch),
+        )
         torch.manual_seed(100 + step)
         our_carry, loss, terms, results = train_segment(ours, our_carry, batch)
         # Same halting decisions and step counts; same examples in the carry.
@@ -157,8 +189,9 @@ def test_eval_steps_match_reference():
     ref_carry, our_carry = head.initial_carry(as_reference(batch)), Carry.start(ours, batch)
     with torch.no_grad():
         for step in range(MAX_STEPS):
-            ref_carry, _, metrics, out, all_halted = head(return_keys=["logits", "q_halt_logits", "q_continue_logits"],
-                                                          carry=ref_carry, batch=as_reference(batch))
+            ref_carry, _, metrics, out, all_halted = head(
+                return_keys=["logits", "q_halt_logits", "q_continue_logits"], carry=ref_carry, batch=as_reference(batch)
+            )
             our_carry, _, terms, results = train_segment(ours, our_carry, batch)
             assert "target_q_continue" not in out and "q_continue" not in terms  # no bootstrapping in eval
             assert torch.equal(our_carry.halted, ref_carry.halted) and bool(all_halted) == (step == MAX_STEPS - 1)
@@ -182,7 +215,9 @@ def test_learned_positions_and_one_layer_match_reference():
     ref_carry = head.initial_carry(as_reference(batch))
     with torch.no_grad():
         for _ in range(2):
-            ref_carry, _, _, out, _ = head(return_keys=["logits", "q_halt_logits"], carry=ref_carry, batch=as_reference(batch))
+            ref_carry, _, _, out, _ = head(
+                return_keys=["logits", "q_halt_logits"], carry=ref_carry, batch=as_reference(batch)
+            )
         state = ours.initial_state(BATCH, "cpu")
         x = ours.embed(batch["inputs"], batch["puzzle_ids"])
         for _ in range(2):

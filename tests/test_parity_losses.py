@@ -12,9 +12,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from reference_code import load
 from torch import nn
 
-from reference_code import load
 from latentreason.halt.halt_only import HaltOnly
 from latentreason.halt.q_act import QACT
 from latentreason.train.deep_supervision import per_row_results
@@ -72,7 +72,9 @@ def test_loss_head_terms_and_metrics_match_reference(seed):
     results = per_row_results(logits, labels)
     per_token = token_cross_entropy(logits, labels, "stablemax")
     lm = (per_token.sum(-1) / results["counts"].clamp_min(1)).sum()
-    q_terms = QACT(hidden_size=4).loss({"q_halt": q_halt, "q_continue": q_continue}, {"q_continue": target}, results["exact"])
+    q_terms = QACT(hidden_size=4).loss(
+        {"q_halt": q_halt, "q_continue": q_continue}, {"q_continue": target}, results["exact"]
+    )
     torch.testing.assert_close(lm.double(), metrics["lm_loss"].double(), atol=1e-5, rtol=1e-6)
     torch.testing.assert_close(q_terms["q_halt"], 0.5 * metrics["q_halt_loss"], atol=1e-5, rtol=1e-6)
     torch.testing.assert_close(q_terms["q_continue"], 0.5 * metrics["q_continue_loss"], atol=1e-5, rtol=1e-6)

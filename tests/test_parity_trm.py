@@ -17,29 +17,48 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from reference_code import load
 from test_parity_hrm import as_reference, batches, close, grads_close, reference_grads
+
 from latentreason.cores.trm import TRM
+from latentreason.errors import ConfigError
 from latentreason.grad.tbptt import TBPTT
 from latentreason.halt.halt_only import HaltOnly
 from latentreason.model import PuzzleEmbedding, ReasoningModel
-from latentreason.errors import ConfigError
 from latentreason.reference_import import convert_state_dict
 from latentreason.train.deep_supervision import Carry, train_segment
 
 BATCH, SEQ, VOCAB, IDS, HIDDEN, MAX_STEPS, PUZZLE_LEN = 6, 20, 11, 5, 64, 4, 2
 CONFIG = dict(
-    batch_size=BATCH, seq_len=SEQ, puzzle_emb_ndim=HIDDEN, puzzle_emb_len=PUZZLE_LEN, num_puzzle_identifiers=IDS,
-    vocab_size=VOCAB, H_cycles=2, L_cycles=2, H_layers=0, L_layers=2, hidden_size=HIDDEN, expansion=4, num_heads=4,
-    pos_encodings="rope", halt_max_steps=MAX_STEPS, halt_exploration_prob=0.5, forward_dtype="float32",
+    batch_size=BATCH,
+    seq_len=SEQ,
+    puzzle_emb_ndim=HIDDEN,
+    puzzle_emb_len=PUZZLE_LEN,
+    num_puzzle_identifiers=IDS,
+    vocab_size=VOCAB,
+    H_cycles=2,
+    L_cycles=2,
+    H_layers=0,
+    L_layers=2,
+    hidden_size=HIDDEN,
+    expansion=4,
+    num_heads=4,
+    pos_encodings="rope",
+    halt_max_steps=MAX_STEPS,
+    halt_exploration_prob=0.5,
+    forward_dtype="float32",
     no_ACT_continue=True,
 )
 
 
 def reference_modules():
-    return load("trm", "models.recursive_reasoning.trm", "models.recursive_reasoning.hrm", "models.losses",
-                "models.sparse_embedding")
+    return load(
+        "trm",
+        "models.recursive_reasoning.trm",
+        "models.recursive_reasoning.hrm",
+        "models.losses",
+        "models.sparse_embedding",
+    )
 
 
 def build_pair(**config):
@@ -53,10 +72,21 @@ def build_pair(**config):
         reference.inner.puzzle_emb.weights.normal_(0, 0.5)
     head = ref["models.losses"].ACTLossHead(reference, "stablemax_cross_entropy")
     mixer = "mlp" if cfg.get("mlp_t") else "attn"
-    core = TRM(seq_len=PUZZLE_LEN + SEQ, hidden_size=HIDDEN, num_heads=4, expansion=4, num_layers=cfg["L_layers"],
-               H_cycles=cfg["H_cycles"], L_cycles=cfg["L_cycles"], mixer=mixer, positions=cfg["pos_encodings"])
+    core = TRM(
+        seq_len=PUZZLE_LEN + SEQ,
+        hidden_size=HIDDEN,
+        num_heads=4,
+        expansion=4,
+        num_layers=cfg["L_layers"],
+        H_cycles=cfg["H_cycles"],
+        L_cycles=cfg["L_cycles"],
+        mixer=mixer,
+        positions=cfg["pos_encodings"],
+    )
     policy = HaltOnly(HIDDEN, max_steps=MAX_STEPS, exploration_prob=cfg["halt_exploration_prob"])
-    ours = ReasoningModel(core, TBPTT(k=cfg["L_cycles"] + 1), policy, VOCAB, SEQ, IDS, PUZZLE_LEN, puzzle_emb_width=HIDDEN)
+    ours = ReasoningModel(
+        core, TBPTT(k=cfg["L_cycles"] + 1), policy, VOCAB, SEQ, IDS, PUZZLE_LEN, puzzle_emb_width=HIDDEN
+    )
     weights, report = convert_state_dict(reference.state_dict(), ours)
     assert "q_halt row kept" in report
     # Pinned difference (docs/reference.md): TRM keeps a second Q output it never reads; our halt_only head has one.
@@ -71,7 +101,8 @@ def test_trm_train_steps_match_reference(mlp_t):
     head, ours = build_pair(mlp_t=mlp_t, pos_encodings="none" if mlp_t else "rope")
     head.train(), ours.train()
     sparse = ref["models.sparse_embedding"].CastedSparseEmbeddingSignSGD_Distributed(
-        head.model.puzzle_emb.buffers(), world_size=1, lr=0.01, weight_decay=0.1)
+        head.model.puzzle_emb.buffers(), world_size=1, lr=0.01, weight_decay=0.1
+    )
     data = batches(5, seed=4)
     ref_carry, our_carry = head.initial_carry(as_reference(data[0])), Carry.start(ours, data[0])
     halted_seen = set()
@@ -79,7 +110,9 @@ def test_trm_train_steps_match_reference(mlp_t):
         head.zero_grad(set_to_none=True), ours.zero_grad(set_to_none=True)
         head.model.puzzle_emb.local_weights.grad = None
         torch.manual_seed(200 + step)
-        ref_carry, ref_loss, metrics, out, _ = head(return_keys=["logits", "q_halt_logits"], carry=ref_carry, batch=as_reference(batch))
+        ref_carry, ref_loss, metrics, out, _ = head(
+            return_keys=["logits", "q_halt_logits"], carry=ref_carry, batch=as_reference(batch)
+        )
         torch.manual_seed(200 + step)
         our_carry, loss, terms, results = train_segment(ours, our_carry, batch)
         assert "target_q_continue" not in out and set(terms) == {"lm", "q_halt"}  # no continue value, no extra segment
@@ -112,7 +145,9 @@ def test_trm_eval_matches_reference():
     ref_carry, our_carry = head.initial_carry(as_reference(batch)), Carry.start(ours, batch)
     with torch.no_grad():
         for _ in range(MAX_STEPS):
-            ref_carry, _, _, out, _ = head(return_keys=["logits", "q_halt_logits"], carry=ref_carry, batch=as_reference(batch))
+            ref_carry, _, _, out, _ = head(
+                return_keys=["logits", "q_halt_logits"], carry=ref_carry, batch=as_reference(batch)
+            )
             our_carry, _, _, results = train_segment(ours, our_carry, batch)
             assert torch.equal(our_carry.halted, ref_carry.halted)
             close(our_carry.state["y"], ref_carry.inner_carry.z_H)
@@ -121,7 +156,8 @@ def test_trm_eval_matches_reference():
 
 def test_trm_hrm_variant_is_sapientincs_model():
     """TRM's hrm.py without mlp_t, given sapientinc's weights, computes what sapientinc's model does."""
-    from test_parity_hrm import CONFIG as HRM_CONFIG, reference_modules as hrm_modules
+    from test_parity_hrm import CONFIG as HRM_CONFIG
+    from test_parity_hrm import reference_modules as hrm_modules
 
     sapientinc = hrm_modules()["models.hrm.hrm_act_v1"].HierarchicalReasoningModel_ACTV1
     variant = reference_modules()["models.recursive_reasoning.hrm"].HierarchicalReasoningModel_ACTV1
@@ -137,7 +173,9 @@ def test_trm_hrm_variant_is_sapientincs_model():
         for _ in range(2):
             carry_a, out_a = a(carry=carry_a, batch=batch)
             carry_b, out_b = b(carry=carry_b, batch=batch)
-    assert torch.equal(out_a["logits"], out_b["logits"]) and torch.equal(carry_a.inner_carry.z_L, carry_b.inner_carry.z_L)
+    assert torch.equal(out_a["logits"], out_b["logits"]) and torch.equal(
+        carry_a.inner_carry.z_L, carry_b.inner_carry.z_L
+    )
 
 
 def test_puzzle_embedding_narrower_than_its_positions():

@@ -10,22 +10,65 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from reference_code import load
+
 from latentreason.cli import main
 from latentreason.inference import load_checkpoint
 
-HRM_ARGS = ["recipe=hrm_sudoku", "core.hidden_size=64", "core.num_heads=4", "core.H_layers=1", "core.L_layers=1", "halt.max_steps=3"]
+HRM_ARGS = [
+    "recipe=hrm_sudoku",
+    "core.hidden_size=64",
+    "core.num_heads=4",
+    "core.H_layers=1",
+    "core.L_layers=1",
+    "halt.max_steps=3",
+]
 HRM_CONFIG = dict(
-    batch_size=4, seq_len=81, puzzle_emb_ndim=64, num_puzzle_identifiers=1, vocab_size=11, H_cycles=2, L_cycles=2,
-    H_layers=1, L_layers=1, hidden_size=64, expansion=4, num_heads=4, pos_encodings="rope", halt_max_steps=3,
-    halt_exploration_prob=0.1, forward_dtype="float32",
+    batch_size=4,
+    seq_len=81,
+    puzzle_emb_ndim=64,
+    num_puzzle_identifiers=1,
+    vocab_size=11,
+    H_cycles=2,
+    L_cycles=2,
+    H_layers=1,
+    L_layers=1,
+    hidden_size=64,
+    expansion=4,
+    num_heads=4,
+    pos_encodings="rope",
+    halt_max_steps=3,
+    halt_exploration_prob=0.1,
+    forward_dtype="float32",
 )
-TRM_ARGS = ["recipe=trm_sudoku", "core.hidden_size=64", "core.H_cycles=2", "core.L_cycles=2", "grad.k=3", "halt.max_steps=2"]
+TRM_ARGS = [
+    "recipe=trm_sudoku",
+    "core.hidden_size=64",
+    "core.H_cycles=2",
+    "core.L_cycles=2",
+    "grad.k=3",
+    "halt.max_steps=2",
+]
 TRM_CONFIG = dict(
-    batch_size=4, seq_len=81, puzzle_emb_ndim=64, puzzle_emb_len=16, num_puzzle_identifiers=1, vocab_size=11, H_cycles=2,
-    L_cycles=2, H_layers=0, L_layers=2, hidden_size=64, expansion=4, num_heads=8, pos_encodings="none", mlp_t=True,
-    halt_max_steps=2, halt_exploration_prob=0.1, forward_dtype="float32", no_ACT_continue=True,
+    batch_size=4,
+    seq_len=81,
+    puzzle_emb_ndim=64,
+    puzzle_emb_len=16,
+    num_puzzle_identifiers=1,
+    vocab_size=11,
+    H_cycles=2,
+    L_cycles=2,
+    H_layers=0,
+    L_layers=2,
+    hidden_size=64,
+    expansion=4,
+    num_heads=8,
+    pos_encodings="none",
+    mlp_t=True,
+    halt_max_steps=2,
+    halt_exploration_prob=0.1,
+    forward_dtype="float32",
+    no_ACT_continue=True,
 )
 
 
@@ -64,7 +107,11 @@ def reference_checkpoint(tmp_path, code: str, config: dict, compiled: bool):
 
 def reference_predictions(head, inputs):
     """What the reference's evaluation computes: halt_max_steps ACT steps, then argmax."""
-    batch = {"inputs": inputs, "labels": torch.zeros_like(inputs), "puzzle_identifiers": torch.zeros(len(inputs), dtype=torch.long)}
+    batch = {
+        "inputs": inputs,
+        "labels": torch.zeros_like(inputs),
+        "puzzle_identifiers": torch.zeros(len(inputs), dtype=torch.long),
+    }
     head.eval()
     carry = head.initial_carry(batch)
     with torch.no_grad():
@@ -86,7 +133,11 @@ def test_reference_checkpoint_imports_and_predicts_as_the_reference(tmp_path, ca
     trained = load_checkpoint(out, device="cpu")
     g = torch.Generator().manual_seed(0)
     inputs = torch.randint(1, 11, (4, 81), generator=g)
-    split = {"inputs": inputs, "labels": torch.randint(2, 11, (4, 81), generator=g), "puzzle_ids": torch.zeros(4, dtype=torch.long)}
+    split = {
+        "inputs": inputs,
+        "labels": torch.randint(2, 11, (4, 81), generator=g),
+        "puzzle_ids": torch.zeros(4, dtype=torch.long),
+    }
     ours = trained.predict(split, batch_size=4)
     reference = reference_predictions(head, inputs)
     assert torch.equal(ours["predictions"], reference["logits"].argmax(-1))
@@ -94,13 +145,19 @@ def test_reference_checkpoint_imports_and_predicts_as_the_reference(tmp_path, ca
     assert ours["steps"].tolist() == [config["halt_max_steps"]] * 4
 
 
-@pytest.mark.parametrize("override,message", [
-    ("core.hidden_size=32", "hidden size 64, this config has core.hidden_size=32: set core.hidden_size=64"),
-    ("core.H_layers=2", "H stack has 1 layers, this config has core.H_layers=2: set core.H_layers=1"),
-    ("model.puzzle_emb_len=0", "set model.puzzle_emb_len=1"),
-    ("core.positions=learned", "set core.positions=rope"),
-    ("recipe=trm_sudoku", "the checkpoint is an HRM (H and L stacks); this config's core is TRM: use a recipe with core=hrm"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("core.hidden_size=32", "hidden size 64, this config has core.hidden_size=32: set core.hidden_size=64"),
+        ("core.H_layers=2", "H stack has 1 layers, this config has core.H_layers=2: set core.H_layers=1"),
+        ("model.puzzle_emb_len=0", "set model.puzzle_emb_len=1"),
+        ("core.positions=learned", "set core.positions=rope"),
+        (
+            "recipe=trm_sudoku",
+            "the checkpoint is an HRM (H and L stacks); this config's core is TRM: use a recipe with core=hrm",
+        ),
+    ],
+)
 def test_mismatched_config_is_one_clear_line(tmp_path, capsys, override, message):
     _, path = reference_checkpoint(tmp_path, "hrm", HRM_CONFIG, compiled=True)
     args = [*HRM_ARGS, override] if not override.startswith("recipe=") else [override, "core.hidden_size=64"]
@@ -125,9 +182,13 @@ def test_identifiers_name_the_puzzle_rows(tmp_path, capsys):
     _, path = reference_checkpoint(tmp_path, "hrm", HRM_CONFIG, compiled=True)
     (tmp_path / "identifiers.json").write_text('["abcd1234|||t3|||0271845936"]')
     out = tmp_path / "named.ckpt"
-    assert main(["import", f"ckpt={path}", *HRM_ARGS, f"identifiers={tmp_path / 'identifiers.json'}", f"out={out}"]) == 0
+    assert (
+        main(["import", f"ckpt={path}", *HRM_ARGS, f"identifiers={tmp_path / 'identifiers.json'}", f"out={out}"]) == 0
+    )
     assert "puzzle rows named from identifiers.json" in capsys.readouterr().out
     assert load_checkpoint(out, device="cpu").puzzle_names == ["abcd1234|t3-0271845936"]
     (tmp_path / "identifiers.json").write_text('["<blank>", "abcd1234"]')
-    assert main(["import", f"ckpt={path}", *HRM_ARGS, f"identifiers={tmp_path / 'identifiers.json'}", f"out={out}"]) == 2
+    assert (
+        main(["import", f"ckpt={path}", *HRM_ARGS, f"identifiers={tmp_path / 'identifiers.json'}", f"out={out}"]) == 2
+    )
     assert "holds 2 names, the checkpoint's puzzle table 1 rows" in capsys.readouterr().out
