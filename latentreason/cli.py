@@ -15,6 +15,7 @@ USAGE = """usage:
   latentreason run recipe=NAME [preset=cpu|paper] [key=value ...]   train, evaluate, save a checkpoint
   latentreason list [core|grad|halt|task|recipe]                     registered components and recipes
   latentreason data recipe=NAME [key=value ...]                      build and cache the recipe's dataset
+  latentreason data fetch NAME [dir=PATH]                            download a paper's dataset (data fetch --help: the list)
   latentreason eval ckpt=PATH [data=FILE|test|train] [limit=N]       token and exact accuracy (ARC: pass@k, submission.json)
                     [solutions=FILE] [batch_size=N] [out=DIR]
   latentreason solve ckpt=PATH PUZZLE [png=FILE]                     solve one puzzle, show the grids (and save a PNG)
@@ -62,7 +63,20 @@ def cmd_run(args: list[str]) -> None:
     run(config, recipe)
 
 
+DATA_USAGE = """usage:
+  latentreason data recipe=NAME [key=value ...]   build and cache the dataset a run of the recipe would use
+  latentreason data fetch NAME [dir=PATH]         download a benchmark dataset (sudoku-extreme, maze-30x30-hard,
+                                                  arc-agi-1, arc-agi-2, concept-arc); data fetch --help lists them"""
+
+
 def cmd_data(args: list[str]) -> None:
+    if args and args[0] == "fetch":
+        from latentreason.fetch import command
+
+        return command(args[1:])
+    if not args or args[0] in ("-h", "--help", "help"):
+        console.print(DATA_USAGE, markup=False)
+        return None
     from latentreason.config import load_config
     from latentreason.tasks.base import build_task, cache_root
 
@@ -181,6 +195,7 @@ COMMANDS = {"run": cmd_run, "list": cmd_list, "data": cmd_data, "eval": cmd_eval
 def main(argv: list[str] | None = None) -> int:
     from latentreason.errors import ConfigError
     from latentreason.errors import DatasetFormatError
+    from latentreason.errors import DownloadError
 
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help", "help"):
@@ -195,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         COMMANDS[command](args)
-    except (ConfigError, DatasetFormatError, FileNotFoundError, FloatingPointError) as error:
+    except (ConfigError, DatasetFormatError, DownloadError, FileNotFoundError, FloatingPointError) as error:
         # The framework's own checks (ConfigError: config, checkpoints, out of memory), bad data files,
         # missing files and a non-finite loss end in one line; anything else is a bug and keeps its traceback.
         from rich.markup import escape

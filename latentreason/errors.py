@@ -10,3 +10,7 @@ class ConfigError(ValueError):
 
 class DatasetFormatError(ValueError):
     """A dataset file is malformed; the message names `path:line`, what is wrong and the fix."""
+
+
+class DownloadError(OSError):
+    """A download failed (offline, broken off, damaged); the message says what to do, including by hand."""
