@@ -2,7 +2,8 @@
 
 `registry/` holds the primary config and one card per component, grouped by kind; `recipes/` holds
 recipes, which Hydra sees as the `recipe` group. A recipe may declare presets (named lists of
-overrides, e.g. a small `cpu` one); `preset=auto` picks `cpu` on a machine without a GPU. The
+overrides, e.g. a small `cpu` one); `preset=auto` picks `cpu` on a machine without a GPU. A recipe's
+`paper_data` names the paper's datasets, which `preset=paper` uses when they are on this machine. The
 order of precedence is: card < recipe < preset < command line.
 """
 
@@ -17,6 +18,7 @@ from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
 
 from latentreason import catalogue
+from latentreason.datasets import paper_overrides
 from latentreason.errors import ConfigError
 from latentreason.registry import close_matches
 
@@ -98,7 +100,7 @@ def load_config(overrides: list[str]) -> DictConfig:
     first = _compose(overrides)
     presets = OmegaConf.to_container(first.get("presets") or {}, resolve=False)
     preset = resolve_preset(str(first.preset), presets)
-    preset_overrides = list(presets.get(preset) or [])
+    preset_overrides = list(presets.get(preset) or []) + paper_overrides(first, preset)
     try:
         config = _compose(preset_overrides + overrides) if preset_overrides else first
     except ConfigError as error:

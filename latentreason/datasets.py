@@ -224,14 +224,15 @@ def paper_overrides(config, preset: str) -> list[str]:
     from latentreason.console import console
 
     paper = config.get("paper_data") if preset == "paper" else None
-    if not paper:
-        return []
+    task = config.get("task") or {}
+    if not paper or any(task.get(key) for key in ("dataset", "train_file", "test_file", "train_path")):
+        return []  # no paper data, or the command line names the data
     names = [str(n) for n in paper.get("datasets", [])]
-    cache_dir = config.task.get("cache_dir") if "task" in config else None
+    cache_dir = task.get("cache_dir")
     lacking = [n for n in names if not is_present(n, cache_dir)]
     if not lacking:
         return [str(o) for o in paper.get("overrides", [])]
-    instead = "trains on generated data instead" if get(lacking[0]).task in ("sudoku", "maze") else "needs it"
+    instead = "trains on generated data instead" if get(lacking[0]).task in ("sudoku", "maze") else "needs task.train_path until then"
     console.print(
         f"[yellow]preset=paper uses {', '.join(names)} when it is on this machine: `latentreason data fetch {' '.join(lacking)}` gets it"
         f" (into {root(cache_dir)}); this run {instead}.[/]"

@@ -196,7 +196,9 @@ def _staging(folder: Path) -> Path:
 
 
 def _megabytes(size: int | None) -> str:
-    return "size unknown" if size is None else f"{size / 1e6:,.1f} MB"
+    if size is None:
+        return "size unknown"
+    return f"{size / 1e6:,.1f} MB" if size >= 100_000 else f"{size:,} bytes"
 
 
 def _network_errors() -> tuple[type[BaseException], ...]:

@@ -14,7 +14,7 @@ import pytest
 
 from hub import COMMIT, Hub, closed_port_url, github_archive
 from latentreason import cli, datasets, fetch
-from latentreason.errors import DownloadError
+from latentreason.errors import ConfigError, DownloadError
 from latentreason.tasks import sudoku_data as sd
 
 
@@ -158,3 +158,93 @@ def test_fetch_help_lists_the_datasets_and_data_help_prints_usage(capsys):
     assert "latentreason data fetch NAME" in capsys.readouterr().out
     assert cli.main(["data", "fetch", "sudoku-extrme"]) == 2
     assert "Did you mean 'sudoku-extreme'" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------------------------
+# Tasks reading the fetched files: task.dataset=NAME, and preset=paper
+# --------------------------------------------------------------------------------------------
+
+
+def _rows(split) -> list[str]:
+    return [sd.grid_to_string(sd.decode(row.numpy().astype(np.uint8))) for row in split["inputs"]]
+
+
+def test_sudoku_reads_the_fetched_dataset_as_the_reference_builds_it(hub, sudoku_files, tmp_path):
+    from latentreason import registry
+
+    fetch.fetch("sudoku-extreme", tmp_path / "datasets", endpoint=hub.url)
+    csv = {name: [line.split(",") for line in content.decode().splitlines()[1:]] for name, content in sudoku_files.items()}
+
+    def build(**kw):
+        card = {"name": "sudoku", "dataset": "sudoku-extreme", "train_puzzles": 5, "augmentations": 2, "test_puzzles": None, "cache_dir": str(tmp_path), **kw}
+        return registry.build("task", card).splits()
+
+    splits = build()
+    originals = _rows(splits["train"])[::3]  # each puzzle, then its 2 augmentations
+    assert len(splits["train"]["inputs"]) == 15 and len(set(originals)) == 5
+    assert set(originals) <= {q for _, q, _, _ in csv["train.csv"]}
+    assert _rows(splits["test"]) == [q for _, q, _, _ in csv["test.csv"]]  # the whole test file, in order
+    assert set(_rows(build(seed=1)["train"])[::3]) != set(originals)  # the subsample follows task.seed
+
+    hard = build(min_difficulty=4, train_puzzles=None)  # ratings are the row numbers 0..11 (train), 0..5 (test)
+    assert set(_rows(hard["train"])[::3]) == {q for _, q, _, r in csv["train.csv"] if int(r) >= 4}
+    assert _rows(hard["test"]) == [q for _, q, _, r in csv["test.csv"] if int(r) >= 4]
+    with pytest.raises(ConfigError, match="min_difficulty=8 or more"):
+        build(min_difficulty=8)  # no test puzzle is rated 8 or more
+
+
+def test_preset_paper_uses_the_fetched_data_or_says_how_to_get_it(hub, tmp_path, monkeypatch, capsys):
+    from latentreason.config import load_config
+
+    monkeypatch.setenv("LATENTREASON_CACHE", str(tmp_path))
+    config = load_config(["recipe=hrm_sudoku", "preset=paper"])
+    assert config.task.dataset is None and config.task.test_puzzles == 1000
+    assert "`latentreason data fetch sudoku-extreme` gets it" in capsys.readouterr().out
+    fetch.fetch("sudoku-extreme", endpoint=hub.url)  # into $LATENTREASON_CACHE/datasets
+    config = load_config(["recipe=hrm_sudoku", "preset=paper"])
+    assert config.task.dataset == "sudoku-extreme" and config.task.test_puzzles is None
+    assert load_config(["recipe=hrm_sudoku", "preset=paper", "task.test_puzzles=4"]).task.test_puzzles == 4  # the command line wins
+
+
+def test_arc_reads_arc_agi_1_with_concept_arc_as_hrm_builds_it(tmp_path):
+    from latentreason import registry
+
+    root = tmp_path / "datasets"
+    layout = {
+        "arc-agi-1/data/training/t1.json": 1, "arc-agi-1/data/training/t2.json": 2,
+        "arc-agi-1/data/evaluation/e1.json": 3, "concept-arc/corpus/Center/Center1.json": 4, "concept-arc/corpus/Copy/Copy1.json": 5,
+    }
+    for path, seed in layout.items():  # put in place by hand: no manifest needed
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(json.dumps(arc_task(seed)))
+    task = registry.build("task", {"name": "arc", "dataset": ["arc-agi-1", "concept-arc"], "augmentations": 1, "cache_dir": str(tmp_path)})
+    splits = task.splits()
+    trained = {name.split("|")[0] for name in splits["train"]["names"]}
+    assert trained == {"t1", "t2", "e1", "Center1", "Copy1"}  # evaluation tasks give their demonstrations
+    held_out = {splits["train"]["names"][p].split("|")[0] for p in splits["test"]["puzzle_ids"].tolist()}
+    assert held_out == {"e1"}
+    with pytest.raises(ConfigError, match="latentreason data fetch arc-agi-2"):
+        registry.build("task", {"name": "arc", "dataset": "arc-agi-2", "cache_dir": str(tmp_path)}).splits()
+
+
+def test_maze_reads_the_fetched_dataset_with_the_dihedral_augmentations(tmp_path):
+    from latentreason import registry
+    from latentreason.tasks import maze_data as md
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "datasets" / "maze-30x30-hard"
+    folder.mkdir(parents=True)
+    for name, count in (("train.csv", 3), ("test.csv", 2)):
+        rows = ["source,q,a,rating"]
+        for _ in range(count):
+            question, answer, length = md.make_example(30, rng, min_path_length=20)
+            rows.append(f"maze,{md.decode_row(question.ravel())},{md.decode_row(answer.ravel())},{length}")
+        (folder / name).write_text("\n".join(rows) + "\n")
+    card = {"name": "maze", "dataset": "maze-30x30-hard", "train_mazes": None, "test_mazes": None, "cache_dir": str(tmp_path)}
+    plain = registry.build("task", card).splits()
+    assert len(plain["train"]["inputs"]) == 3 and len(plain["test"]["inputs"]) == 2
+    augmented = registry.build("task", {**card, "augment": True, "train_mazes": 2}).splits()["train"]
+    assert len(augmented["inputs"]) == 2 * 8
+    first = augmented["inputs"][0].numpy().reshape(30, 30)
+    transforms = {tuple(np.rot90(g, k).ravel()) for g in (first, first.T) for k in range(4)}
+    assert {tuple(row) for row in augmented["inputs"][:8].numpy().tolist()} == transforms  # the 8 symmetries of one maze

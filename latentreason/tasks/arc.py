@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from latentreason import datasets
 from latentreason.console import console, progress
 from latentreason.errors import ConfigError
 from latentreason.registry import register
@@ -60,12 +61,22 @@ class Arc(Task):
         augmentations: int = 1000,
         translate: bool = True,
         pass_k: list[int] = (1, 2, 10, 100, 1000),
+        dataset: str | list[str] | None = None,
         seed: int = 0,
         cache_dir: str | None = None,
         loss: str = "stablemax",
     ):
-        if not train_path:
-            raise ConfigError("The arc task needs its data: task.train_path=/path/to/ARC-AGI/data/training (a folder of task .json files, or a combined challenges .json)")
+        if not train_path and not dataset:
+            raise ConfigError(
+                "The arc task needs its data: task.dataset=arc-agi-1 (or [arc-agi-1,concept-arc], arc-agi-2) after `latentreason data fetch arc-agi-1`, "
+                "or task.train_path=/path/to/ARC-AGI/data/training (a folder of task .json files, or a combined challenges .json)"
+            )
+        if train_path and dataset:
+            raise ConfigError("Give task.dataset or task.train_path/eval_path, not both")
+        self.dataset = [dataset] if isinstance(dataset, str) else (list(dataset) if dataset else None)
+        for name in self.dataset or ():
+            if datasets.resolve(name)[0].task != "arc":
+                raise ConfigError(f"task.dataset={name} is not an ARC dataset; ARC reads {', '.join(n for n, d in datasets.CATALOGUE.items() if d.task == 'arc')}")
         if not isinstance(size, int) or not 1 <= size <= ad.MAX_SIZE:
             raise ConfigError(f"task.size={size!r} should be an integer in 1..{ad.MAX_SIZE} (the canvas grids are drawn on; 30 in the papers)")
         if not isinstance(augmentations, int) or augmentations < 0:
@@ -85,7 +96,9 @@ class Arc(Task):
 
     def describe(self) -> str:
         held_out = self.eval_path or f"{self.eval_fraction:.0%} of the tasks held out"
-        return f"ARC from {self.train_path} (evaluation: {held_out}), {self.size}x{self.size} canvas, up to {1 + self.augmentations} variants per task"
+        if self.dataset:
+            held_out = "the evaluation tasks" if any(datasets.resolve(n)[0].eval for n in self.dataset) else held_out
+        return f"ARC from {self.train_path or ' + '.join(self.dataset)} (evaluation: {held_out}), {self.size}x{self.size} canvas, up to {1 + self.augmentations} variants per task"
 
     @property
     def num_puzzle_ids(self) -> int:
@@ -107,14 +120,46 @@ class Arc(Task):
         tasks = [t for t in tasks if ad.fits(t, self.size)]
         return tasks[: self.max_tasks] if self.max_tasks else tasks
 
+    def _dataset_folders(self) -> tuple[list[Path], list[Path]]:
+        """The folders of training and evaluation tasks of the fetched datasets task.dataset names.
+
+        As the reference builds ARC: every task of a training folder (ConceptARC: each concept's
+        folder) is trained on; evaluation tasks give their demonstrations to training and their
+        test inputs to the held-out split."""
+        train, evaluation = [], []
+        for name in self.dataset or ():
+            dataset, folder = datasets.locate(name, self.cache_dir)
+            train += [p for pattern in dataset.train for p in sorted(folder.glob(pattern)) if p.is_dir()]
+            evaluation += [p for pattern in dataset.eval for p in sorted(folder.glob(pattern)) if p.is_dir()]
+        return train, evaluation
+
+    @staticmethod
+    def _load_folders(folders: list[Path]) -> list[ad.ArcTask]:
+        """The tasks of several folders; an id met twice is named after its folder too (`Center/Center1`)."""
+        from dataclasses import replace
+
+        tasks: dict[str, ad.ArcTask] = {}
+        for folder in folders:
+            for task in ad.load_tasks(folder):
+                if task.id in tasks:
+                    task = replace(task, id=f"{folder.name}/{task.id}")
+                tasks[task.id] = task
+        return [tasks[k] for k in sorted(tasks)]
+
     def _task_sets(self) -> tuple[list[ad.ArcTask], list[ad.ArcTask]]:
         """(training tasks, evaluation tasks). Without eval_path a seeded share of the training tasks is held out."""
-        train = ad.load_tasks(self.train_path, self.train_solutions)
-        evaluation = ad.load_tasks(self.eval_path, self.eval_solutions) if self.eval_path else []
+        if self.dataset:
+            train_folders, eval_folders = self._dataset_folders()
+            train, evaluation = self._load_folders(train_folders), self._load_folders(eval_folders)
+            source = " + ".join(self.dataset)
+        else:
+            train = ad.load_tasks(self.train_path, self.train_solutions)
+            evaluation = ad.load_tasks(self.eval_path, self.eval_solutions) if self.eval_path else []
+            source = f"{self.train_path}" + (f" or {self.eval_path}" if self.eval_path else "")
         missing = sorted(set(self.tasks or ()) - {t.id for t in train + evaluation})
         if missing:
-            raise ConfigError(f"task.tasks names {missing[0]!r}, which is not in {self.train_path}" + (f" or {self.eval_path}" if self.eval_path else ""))
-        if self.eval_path:
+            raise ConfigError(f"task.tasks names {missing[0]!r}, which is not in {source}")
+        if evaluation or self.eval_path:
             train, evaluation = self._select(train), self._select(evaluation)
         else:
             chosen = self._select(train)
@@ -183,7 +228,7 @@ class Arc(Task):
     def splits(self) -> dict[str, Split]:
         if self._splits is None:
             key = {
-                "task": "arc", "train": _fingerprint(self.train_path), "train_solutions": _fingerprint(self.train_solutions),
+                "task": "arc", "train": _fingerprint(self.train_path), "dataset": [_fingerprint(str(p)) for p in sum(self._dataset_folders(), [])], "train_solutions": _fingerprint(self.train_solutions),
                 "eval": _fingerprint(self.eval_path), "eval_solutions": _fingerprint(self.eval_solutions), "fraction": self.eval_fraction,
                 "size": self.size, "skip_larger": self.skip_larger, "tasks": self.tasks, "max_tasks": self.max_tasks,
                 "aug": self.augmentations, "translate": self.translate, "seed": self.seed, "version": 1,

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from latentreason import datasets
 from latentreason.console import progress
 from latentreason.errors import ConfigError
 from latentreason.registry import register
@@ -39,13 +40,14 @@ class Maze(Task):
     def __init__(
         self,
         size: int = 30,
-        train_mazes: int = 1000,
-        test_mazes: int = 1000,
+        train_mazes: int | None = 1000,
+        test_mazes: int | None = 1000,
         min_path_length: int | None = None,
         loop_fraction: float = md.DEFAULT_LOOP_FRACTION,
         augment: bool = False,
         train_file: str | None = None,
         test_file: str | None = None,
+        dataset: str | None = None,
         seed: int = 0,
         cache_dir: str | None = None,
         loss: str = "stablemax",
@@ -53,8 +55,17 @@ class Maze(Task):
         if not isinstance(size, int) or size < 5:
             raise ConfigError(f"task.size={size!r} should be an integer of at least 5 (30 for Maze-Hard)")
         for key, value in (("train_mazes", train_mazes), ("test_mazes", test_mazes)):
+            if value is None and dataset:
+                continue  # all of the dataset's mazes
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"task.{key}={value!r} should be 1 or more")
+        if dataset:
+            if train_file or test_file:
+                raise ConfigError("Give task.dataset or task.train_file/test_file, not both")
+            if datasets.resolve(dataset)[0].task != "maze":
+                raise ConfigError(f"task.dataset={dataset} is not a Maze dataset; Maze reads maze-30x30-hard")
+            if size != 30:
+                raise ConfigError(f"task.dataset={dataset} holds 30x30 mazes: set task.size=30 (it is {size})")
         if min_path_length is not None and not 1 <= min_path_length < size * size:
             raise ConfigError(f"task.min_path_length={min_path_length!r} should be between 1 and {size * size - 1} (null: {md.default_min_path(size)} for size {size})")
         if not 0.0 <= loop_fraction <= 1.0:
@@ -63,13 +74,13 @@ class Maze(Task):
         self.size, self.train_mazes, self.test_mazes = size, train_mazes, test_mazes
         self.min_path_length = md.default_min_path(size) if min_path_length is None else min_path_length
         self.loop_fraction, self.augment = loop_fraction, augment
-        self.train_file, self.test_file = train_file, test_file
+        self.train_file, self.test_file, self.dataset = train_file, test_file, dataset
         self.seed, self.cache_dir, self.loss = seed, cache_dir, loss
         self.vocab_size, self.seq_len = md.VOCAB_SIZE, size * size
         self._splits: dict[str, Split] | None = None
 
     def describe(self) -> str:
-        source = self.train_file or f"{self.train_mazes} generated mazes (shortest path >= {self.min_path_length} moves)"
+        source = self.dataset or self.train_file or f"{self.train_mazes} generated mazes (shortest path >= {self.min_path_length} moves)"
         return f"{self.size}x{self.size} Maze, {source}" + (" x 8 dihedral augmentations" if self.augment else "")
 
     # -- data -------------------------------------------------------------------------------
@@ -79,8 +90,12 @@ class Maze(Task):
             data = md.build_dataset(count, self.size, self.min_path_length, seed, augment, self.loop_fraction, progress=advance)
         return {"inputs": data["inputs"], "labels": data["labels"]}
 
-    def _from_file(self, path: str, augment: bool) -> dict[str, np.ndarray]:
+    def _from_file(self, path: str, augment: bool, count: int | None = None, which: int = 0) -> dict[str, np.ndarray]:
+        """The mazes of a file (`count` of them drawn with the seed; None: all), with the 8 dihedral transforms if `augment`."""
         questions, answers, _ = md.load_maze_csv(path, self.size)
+        if count is not None and count < len(questions):  # the reference's --subsample-size, here seeded
+            chosen = np.sort(np.random.default_rng([self.seed, which]).choice(len(questions), count, replace=False))
+            questions, answers = questions[chosen], answers[chosen]
         if augment:
             square = lambda rows: rows.reshape(-1, self.size, self.size)  # noqa: E731
             questions = np.stack([dihedral(q, k).ravel() for q in square(questions) for k in range(8)])
@@ -89,15 +104,22 @@ class Maze(Task):
 
     def splits(self) -> dict[str, Split]:
         if self._splits is None:
+            train_file, test_file, count = self.train_file, self.test_file, {}
+            if self.dataset:  # Maze-Hard: the fetched CSVs, `train_mazes`/`test_mazes` of each drawn with the seed
+                folder = datasets.locate(self.dataset, self.cache_dir)[1]
+                train_file, test_file = str(folder / "train.csv"), str(folder / "test.csv")
+                count = {"train": self.train_mazes, "test": self.test_mazes}
             key = {"task": "maze", "size": self.size, "min_path": self.min_path_length, "loops": self.loop_fraction, "seed": self.seed, "version": 1}
-            train_key = {**key, "split": "train", "n": self.train_mazes, "augment": self.augment, "file": file_fingerprint(self.train_file)}
-            test_key = {**key, "split": "test", "n": self.test_mazes, "file": file_fingerprint(self.test_file)}
-            if self.train_file:
-                train = cached(self.cache_dir, train_key, lambda: self._from_file(self.train_file, self.augment))
+            if self.dataset:
+                key["dataset"] = True
+            train_key = {**key, "split": "train", "n": self.train_mazes, "augment": self.augment, "file": file_fingerprint(train_file)}
+            test_key = {**key, "split": "test", "n": self.test_mazes, "file": file_fingerprint(test_file)}
+            if train_file:
+                train = cached(self.cache_dir, train_key, lambda: self._from_file(train_file, self.augment, count.get("train"), 0))
             else:
                 train = cached(self.cache_dir, train_key, lambda: self._generate(self.train_mazes, self.seed, self.augment, "training"))
-            if self.test_file:
-                test = cached(self.cache_dir, test_key, lambda: self._from_file(self.test_file, False))
+            if test_file:
+                test = cached(self.cache_dir, test_key, lambda: self._from_file(test_file, False, count.get("test"), 1))
             else:
                 test = cached(self.cache_dir, test_key, lambda: self._generate(self.test_mazes, self.seed + 1_000_003, False, "held-out"))
             test, _ = drop_seen(test, train)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from latentreason import datasets
 from latentreason.console import console, progress
 from latentreason.errors import ConfigError
 from latentreason.registry import register
@@ -29,13 +30,15 @@ class Sudoku(Task):
     def __init__(
         self,
         box: int = 3,
-        train_puzzles: int = 1000,
+        train_puzzles: int | None = 1000,
         augmentations: int = 1000,
-        test_puzzles: int = 1000,
+        test_puzzles: int | None = 1000,
         min_givens: int = 17,
         max_givens: int = 40,
         train_file: str | None = None,
         test_file: str | None = None,
+        dataset: str | None = None,
+        min_difficulty: int | None = None,
         seed: int = 0,
         cache_dir: str | None = None,
         loss: str = "stablemax",
@@ -43,9 +46,12 @@ class Sudoku(Task):
         if box not in sd.SUPPORTED_BOXES:
             raise ConfigError(f"task.box={box!r} is not supported; use one of {', '.join(map(str, sd.SUPPORTED_BOXES))} (3: 9x9 Sudoku, 2: 4x4)")
         check_loss(loss)
+        self._check_dataset(dataset, box, train_file, test_file, min_difficulty)
         for key, value in (("train_puzzles", train_puzzles), ("test_puzzles", test_puzzles), ("augmentations", augmentations)):
-            if value < 0:
-                raise ConfigError(f"task.{key}={value} should be 0 or more")
+            if value is None and dataset and key != "augmentations":
+                continue  # all of the dataset's puzzles
+            if not isinstance(value, int) or value < 0:
+                raise ConfigError(f"task.{key}={value} should be 0 or more" + (" (null, all puzzles, only with task.dataset)" if value is None else ""))
         for key, count, file, name in (("train_puzzles", train_puzzles, train_file, "train_file"), ("test_puzzles", test_puzzles, test_file, "test_file")):
             if count == 0 and not file:
                 raise ConfigError(f"task.{key}=0 leaves the {'training' if key == 'train_puzzles' else 'held-out'} split empty; set it to 1 or more, or give task.{name}")
@@ -56,10 +62,28 @@ class Sudoku(Task):
         self.train_puzzles, self.augmentations, self.test_puzzles = train_puzzles, augmentations, test_puzzles
         self.min_givens, self.max_givens = min_givens, max_givens
         self.train_file, self.test_file = train_file, test_file
+        self.dataset, self.min_difficulty = dataset, min_difficulty
         self.seed, self.cache_dir, self.loss = seed, cache_dir, loss
         self._splits: dict[str, Split] | None = None
 
+    @staticmethod
+    def _check_dataset(dataset, box, train_file, test_file, min_difficulty) -> None:
+        if dataset is None:
+            if min_difficulty is not None and not (train_file or test_file):
+                raise ConfigError("task.min_difficulty keeps puzzles by the rating column of Sudoku-Extreme: use it with task.dataset=sudoku-extreme or CSV files (generated puzzles have no such rating)")
+            return
+        if train_file or test_file:
+            raise ConfigError("Give task.dataset or task.train_file/test_file, not both")
+        if datasets.resolve(dataset)[0].task != "sudoku":
+            raise ConfigError(f"task.dataset={dataset} is not a Sudoku dataset; Sudoku reads sudoku-extreme")
+        if box != 3:
+            raise ConfigError(f"task.dataset={dataset} holds 9x9 puzzles: set task.box=3 (it is {box})")
+
     def describe(self) -> str:
+        if self.dataset:
+            count = "all" if self.train_puzzles is None else f"{self.train_puzzles:,}"
+            hardness = f" rated {self.min_difficulty}+" if self.min_difficulty is not None else ""
+            return f"9x9 Sudoku, {count} training puzzles{hardness} of {self.dataset} x {1 + self.augmentations} augmentations"
         source = self.train_file or f"{self.train_puzzles} generated puzzles ({self.min_givens}-{self.max_givens} givens)"
         return f"{self.n}x{self.n} Sudoku, {source} x {1 + self.augmentations} augmentations"
 
@@ -69,23 +93,46 @@ class Sudoku(Task):
         with progress(f"Generating {count} {what} puzzles", count) as advance:
             return sd.build_dataset(count, augmentations, seed, self.box, self.min_givens, self.max_givens, progress=advance)
 
-    def _from_file(self, path: str, augmentations: int, seed: int) -> dict[str, np.ndarray]:
+    def _from_file(self, path: str, augmentations: int, seed: int, count: int | None = None, which: int = 0) -> dict[str, np.ndarray]:
+        """Puzzles of a file, kept by task.min_difficulty; `count` of them drawn with the seed (None: all)."""
         puzzles, solutions, ratings = sd.load_sudoku_file(path, self.box)
+        if self.min_difficulty is not None:
+            keep = ratings >= self.min_difficulty
+            if not keep.any():
+                raise ConfigError(f"No puzzle of {path} is rated task.min_difficulty={self.min_difficulty} or more (the highest is {int(ratings.max(initial=0))}); lower it")
+            puzzles, solutions, ratings = puzzles[keep], solutions[keep], ratings[keep]
+        if count is not None and count < len(puzzles):  # the reference's --subsample-size, here seeded
+            chosen = np.sort(np.random.default_rng([seed, which]).choice(len(puzzles), count, replace=False))
+            puzzles, solutions, ratings = puzzles[chosen], solutions[chosen], ratings[chosen]
         return sd.from_puzzles(puzzles, solutions, augmentations, seed, self.box, ratings)
+
+    def _files(self) -> tuple[str | None, str | None]:
+        """The training and held-out files: task.train_file/test_file, or the fetched dataset's CSVs."""
+        if not self.dataset:
+            return self.train_file, self.test_file
+        _, folder = datasets.locate(self.dataset, self.cache_dir)
+        return str(folder / "train.csv"), str(folder / "test.csv")
 
     def splits(self) -> dict[str, Split]:
         if self._splits is None:
+            train_file, test_file = self._files()
             key = {"task": "sudoku", "box": self.box, "givens": [self.min_givens, self.max_givens], "seed": self.seed, "version": 1}
-            train_key = {**key, "split": "train", "n": self.train_puzzles, "aug": self.augmentations, "file": file_fingerprint(self.train_file)}
-            test_key = {**key, "split": "test", "n": self.test_puzzles, "file": file_fingerprint(self.test_file)}
-            if self.train_file:
-                train = cached(self.cache_dir, train_key, lambda: self._from_file(self.train_file, self.augmentations, self.seed))
+            if self.dataset or self.min_difficulty is not None:
+                key.update(dataset=bool(self.dataset), min_difficulty=self.min_difficulty)
+            train_key = {**key, "split": "train", "n": self.train_puzzles, "aug": self.augmentations, "file": file_fingerprint(train_file)}
+            test_key = {**key, "split": "test", "n": self.test_puzzles, "file": file_fingerprint(test_file)}
+            if self.dataset:  # Sudoku-Extreme: a seeded subsample of each file (the reference's build)
+                train = cached(self.cache_dir, train_key, lambda: self._from_file(train_file, self.augmentations, self.seed, self.train_puzzles, 0))
+                test = cached(self.cache_dir, test_key, lambda: self._from_file(test_file, 0, self.seed, self.test_puzzles, 1))
             else:
-                train = cached(self.cache_dir, train_key, lambda: self._generate(self.train_puzzles, self.augmentations, self.seed, "training"))
-            if self.test_file:
-                test = cached(self.cache_dir, test_key, lambda: self._from_file(self.test_file, 0, self.seed))
-            else:  # a different seed, so held-out puzzles are (with overwhelming probability) unseen
-                test = cached(self.cache_dir, test_key, lambda: self._generate(self.test_puzzles, 0, self.seed + 1_000_003, "held-out"))
+                if train_file:
+                    train = cached(self.cache_dir, train_key, lambda: self._from_file(train_file, self.augmentations, self.seed))
+                else:
+                    train = cached(self.cache_dir, train_key, lambda: self._generate(self.train_puzzles, self.augmentations, self.seed, "training"))
+                if test_file:
+                    test = cached(self.cache_dir, test_key, lambda: self._from_file(test_file, 0, self.seed))
+                else:  # a different seed, so held-out puzzles are (with overwhelming probability) unseen
+                    test = cached(self.cache_dir, test_key, lambda: self._generate(self.test_puzzles, 0, self.seed + 1_000_003, "held-out"))
             test, dropped = drop_seen(test, train)
             if dropped:
                 console.print(f"Dropped {dropped} held-out puzzles that also occur in the training set; {len(test['inputs'])} remain.")
