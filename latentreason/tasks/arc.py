@@ -68,8 +68,8 @@ class Arc(Task):
     ):
         if not train_path and not dataset:
             raise ConfigError(
-                "The arc task needs its data: task.dataset=arc-agi-1 (or [arc-agi-1,concept-arc], arc-agi-2) after `latentreason data fetch arc-agi-1`, "
-                "or task.train_path=/path/to/ARC-AGI/data/training (a folder of task .json files, or a combined challenges .json)"
+                "The arc task needs its data: task.train_path=/path/to/ARC-AGI/data/training (a folder of task .json files, or a combined challenges .json), "
+                "or task.dataset=arc-agi-1 (or [arc-agi-1,concept-arc], or arc-agi-2) after `latentreason data fetch arc-agi-1`"
             )
         if train_path and dataset:
             raise ConfigError("Give task.dataset or task.train_path/eval_path, not both")
