@@ -9,6 +9,7 @@ no half-written file. A machine without a connection is told so, with how to pla
 
 from __future__ import annotations
 
+import errno
 import http.client
 import os
 import re
@@ -65,19 +66,20 @@ def fetch(name: str, root: str | Path | None = None, *, endpoint: str | None = N
     dataset = ds.get(name)
     folder = (Path(root).expanduser() if root else ds.root()) / name
     manifest = ds.read_manifest(folder)
+    wanted = list(dataset.files)
     if manifest is not None and manifest.get("name") == name and manifest.get("files"):
-        bad = ds.verify(folder, manifest)
-        if not bad and not ds.missing(dataset, folder):
+        bad = ds.verify(folder, manifest) + ds.missing(dataset, folder)
+        if not bad:
             console.print(f"{name}: already in {folder} ({len(manifest['files'])} files, checksums match)")
             return folder
-        first = bad[0] if bad else ds.missing(dataset, folder)[0]
-        console.print(f"[yellow]{name}: {folder / first} is missing or does not match its recorded sha256; fetching it again.[/]")
+        console.print(f"[yellow]{name}: {folder / bad[0]} is missing or does not match its recorded sha256; fetching it again.[/]")
+        wanted = [f for f in dataset.files if f in bad] or wanted  # Hugging Face: only the damaged files
     elif not ds.missing(dataset, folder):
         manifest = ds.write_manifest(dataset, folder, source="put in place by hand", revision=None, how="by hand")
         console.print(f"{name}: found in {folder} (put in place by hand); recorded the sha256 of its {len(manifest['files'])} files")
         return folder
     if dataset.host == "huggingface":
-        _from_huggingface(dataset, folder, endpoint, revision=(manifest or {}).get("revision"))
+        _from_huggingface(dataset, folder, endpoint, (manifest or {}).get("revision"), wanted)
     else:
         _from_github(dataset, folder, github_url)
     return folder
@@ -88,7 +90,7 @@ def fetch(name: str, root: str | Path | None = None, *, endpoint: str | None = N
 # --------------------------------------------------------------------------------------------
 
 
-def _from_huggingface(dataset: ds.Dataset, folder: Path, endpoint: str | None, revision: str | None) -> None:
+def _from_huggingface(dataset: ds.Dataset, folder: Path, endpoint: str | None, revision: str | None, files: list[str]) -> None:
     from huggingface_hub import constants, get_hf_file_metadata, hf_hub_download, hf_hub_url
 
     endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
@@ -97,19 +99,19 @@ def _from_huggingface(dataset: ds.Dataset, folder: Path, endpoint: str | None, r
         # One metadata request per file first: sizes to show, one commit for all files, and a quick
         # answer when offline (hf_hub_download itself retries a refused connection for many seconds).
         meta = {}
-        for name in dataset.files:
+        for name in files:
             url = hf_hub_url(dataset.repo, name, repo_type="dataset", revision=revision or dataset.ref, endpoint=endpoint)
             meta[name] = get_hf_file_metadata(url, timeout=20)
-        commit = revision or meta[dataset.files[0]].commit_hash
+        commit = revision or meta[files[0]].commit_hash
         sizes = ", ".join(f"{n} {_megabytes(m.size)}" for n, m in meta.items())
         console.print(f"Downloading {dataset.name} from {endpoint}/datasets/{dataset.repo} at {commit} ({sizes}) into {folder}")
-        for name in dataset.files:
+        for name in files:
             path = Path(hf_hub_download(dataset.repo, name, repo_type="dataset", revision=commit, endpoint=endpoint, local_dir=staging, library_name="latentreason"))
             etag = (meta[name].etag or "").strip('"')
             if SHA256.fullmatch(etag) and ds.sha256(path) != etag:  # Hub files stored with LFS/Xet: the etag is their sha256
                 raise DownloadError(f"{name} of {dataset.name} arrived damaged (its sha256 differs from the Hub's); nothing was kept. Run `latentreason data fetch {dataset.name}` again")
         folder.mkdir(parents=True, exist_ok=True)
-        for name in dataset.files:
+        for name in files:
             os.replace(staging / name, folder / name)
     except DownloadError:
         raise
@@ -232,7 +234,9 @@ def _is_offline(error: BaseException) -> bool:
             return True
         if type(e).__name__ in ("ConnectError", "OfflineModeIsEnabled", "LocalEntryNotFoundError", "NameResolutionError"):
             return True
-        if isinstance(e, urllib.error.URLError) and isinstance(e.reason, (ConnectionRefusedError, socket.gaierror, OSError)):
+        if isinstance(e, OSError) and e.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ECONNREFUSED):
+            return True
+        if isinstance(e, urllib.error.URLError) and isinstance(e.reason, OSError) and e.reason is not e and _is_offline(e.reason):
             return True
     return False
 
