@@ -59,26 +59,57 @@ CATALOGUE: dict[str, Dataset] = {
     d.name: d
     for d in (
         Dataset(
-            "sudoku-extreme", "Sudoku-Extreme (HRM, TRM)", "huggingface", "sapientinc/sudoku-extreme",
-            ("train.csv", "test.csv"), "about 0.8 GB: millions of training puzzles, 422,786 test puzzles", "sudoku",
+            "sudoku-extreme",
+            "Sudoku-Extreme (HRM, TRM)",
+            "huggingface",
+            "sapientinc/sudoku-extreme",
+            ("train.csv", "test.csv"),
+            "about 0.8 GB: millions of training puzzles, 422,786 test puzzles",
+            "sudoku",
         ),
         Dataset(
-            "maze-30x30-hard", "Maze-Hard, 30x30 (HRM, TRM)", "huggingface", "sapientinc/maze-30x30-hard-1k",
-            ("train.csv", "test.csv"), "a few MB: 1,000 training and 1,000 test mazes", "maze",
+            "maze-30x30-hard",
+            "Maze-Hard, 30x30 (HRM, TRM)",
+            "huggingface",
+            "sapientinc/maze-30x30-hard-1k",
+            ("train.csv", "test.csv"),
+            "a few MB: 1,000 training and 1,000 test mazes",
+            "maze",
         ),
         Dataset(
-            "arc-agi-1", "ARC-AGI-1", "github", "fchollet/ARC-AGI", ("data",),
-            "400 training and 400 evaluation tasks, a few MB", "arc",
-            train=("data/training",), eval=("data/evaluation",), ref="HEAD",
+            "arc-agi-1",
+            "ARC-AGI-1",
+            "github",
+            "fchollet/ARC-AGI",
+            ("data",),
+            "400 training and 400 evaluation tasks, a few MB",
+            "arc",
+            train=("data/training",),
+            eval=("data/evaluation",),
+            ref="HEAD",
         ),
         Dataset(
-            "arc-agi-2", "ARC-AGI-2", "github", "arcprize/ARC-AGI-2", ("data",),
-            "1,000 training and 120 evaluation tasks, tens of MB", "arc",
-            train=("data/training",), eval=("data/evaluation",), ref="HEAD",
+            "arc-agi-2",
+            "ARC-AGI-2",
+            "github",
+            "arcprize/ARC-AGI-2",
+            ("data",),
+            "1,000 training and 120 evaluation tasks, tens of MB",
+            "arc",
+            train=("data/training",),
+            eval=("data/evaluation",),
+            ref="HEAD",
         ),
         Dataset(
-            "concept-arc", "ConceptARC (added to ARC-AGI-1's training tasks by HRM)", "github", "victorvikram/ConceptARC",
-            ("corpus",), "160 tasks in 16 concept groups, a few MB", "arc", train=("corpus/*",), ref="HEAD",
+            "concept-arc",
+            "ConceptARC (added to ARC-AGI-1's training tasks by HRM)",
+            "github",
+            "victorvikram/ConceptARC",
+            ("corpus",),
+            "160 tasks in 16 concept groups, a few MB",
+            "arc",
+            train=("corpus/*",),
+            ref="HEAD",
         ),
     )
 }
@@ -88,7 +119,9 @@ def get(name: str) -> Dataset:
     from latentreason.registry import close_matches
 
     if name not in CATALOGUE:
-        raise ConfigError(f"Unknown dataset {name!r}; datasets: {', '.join(CATALOGUE)}.{close_matches(name, CATALOGUE)}")
+        raise ConfigError(
+            f"Unknown dataset {name!r}; datasets: {', '.join(CATALOGUE)}.{close_matches(name, CATALOGUE)}"
+        )
     return CATALOGUE[name]
 
 
@@ -112,7 +145,10 @@ def resolve(value: str, cache_dir: str | Path | None = None) -> tuple[Dataset, P
     manifest = read_manifest(folder)
     name = manifest.get("name") if manifest else folder.name
     if name not in CATALOGUE:
-        raise ConfigError(f"task.dataset={value!r}: a dataset folder must be named after its dataset ({', '.join(CATALOGUE)}) or hold a {MANIFEST} written by `latentreason data fetch`")
+        raise ConfigError(
+            f"task.dataset={value!r}: a dataset folder must be named after its dataset "
+            f"({', '.join(CATALOGUE)}) or hold a {MANIFEST} written by `latentreason data fetch`"
+        )
     return CATALOGUE[name], folder
 
 
@@ -128,7 +164,10 @@ def by_hand(dataset: Dataset, folder: Path) -> str:
     else:
         where = f"take {dataset.describe_files()} of {dataset.url} (git clone, or Code > Download ZIP)"
     them = "them" if len(dataset.files) > 1 else "it"
-    return f"{where} where you are online, copy {them} into {folder}, then run `latentreason data fetch {dataset.name}` to record their checksums"
+    return (
+        f"{where} where you are online, copy {them} into {folder}, "
+        f"then run `latentreason data fetch {dataset.name}` to record their checksums"
+    )
 
 
 def locate(value: str, cache_dir: str | Path | None = None) -> tuple[Dataset, Path]:
@@ -137,12 +176,20 @@ def locate(value: str, cache_dir: str | Path | None = None) -> tuple[Dataset, Pa
     lacking = missing(dataset, folder)
     if lacking:
         raise ConfigError(
-            f"task.dataset={value}: {', '.join(lacking)} not found in {folder}. Get it with `latentreason data fetch {dataset.name}`"
+            f"task.dataset={value}: {', '.join(lacking)} not found in {folder}. Get it with `latentreason "
+            f"data fetch {dataset.name}`"
             f" (online), or {by_hand(dataset, folder)}"
         )
-    bad = [name for name, entry in (read_manifest(folder) or {}).get("files", {}).items() if _size(folder / name) != entry.get("size")]
+    bad = [
+        name
+        for name, entry in (read_manifest(folder) or {}).get("files", {}).items()
+        if _size(folder / name) != entry.get("size")
+    ]
     if bad:
-        raise ConfigError(f"{folder / bad[0]} is not the file `latentreason data fetch` recorded (missing or another size); run `latentreason data fetch {dataset.name}` to check and repair it")
+        raise ConfigError(
+            f"{folder / bad[0]} is not the file `latentreason data fetch` recorded (missing or another "
+            f"size); run `latentreason data fetch {dataset.name}` to check and repair it"
+        )
     return dataset, folder
 
 
@@ -192,8 +239,18 @@ def read_manifest(folder: Path) -> dict | None:
 
 def write_manifest(dataset: Dataset, folder: Path, source: str, revision: str | None, how: str) -> dict:
     """Record every file's sha256 and size (written atomically, so a manifest is whole or absent)."""
-    files = {name: {"sha256": sha256(folder / name), "size": (folder / name).stat().st_size} for name in data_files(dataset, folder)}
-    manifest = {"name": dataset.name, "source": source, "revision": revision, "how": how, "recorded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "files": files}
+    files = {
+        name: {"sha256": sha256(folder / name), "size": (folder / name).stat().st_size}
+        for name in data_files(dataset, folder)
+    }
+    manifest = {
+        "name": dataset.name,
+        "source": source,
+        "revision": revision,
+        "how": how,
+        "recorded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "files": files,
+    }
     tmp = folder / f".{MANIFEST}.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     tmp.replace(folder / MANIFEST)
@@ -232,9 +289,14 @@ def paper_overrides(config, preset: str) -> list[str]:
     lacking = [n for n in names if not is_present(n, cache_dir)]
     if not lacking:
         return [str(o) for o in paper.get("overrides", [])]
-    instead = "trains on generated data instead" if get(lacking[0]).task in ("sudoku", "maze") else "needs task.train_path until then"
+    instead = (
+        "trains on generated data instead"
+        if get(lacking[0]).task in ("sudoku", "maze")
+        else "needs task.train_path until then"
+    )
     console.print(
-        f"[yellow]preset=paper uses {', '.join(names)} when it is on this machine: `latentreason data fetch {' '.join(lacking)}` gets it"
+        f"[yellow]preset=paper uses {', '.join(names)} when it is on this machine: `latentreason data "
+        f"fetch {' '.join(lacking)}` gets it"
         f" (into {root(cache_dir)}); this run {instead}.[/]"
     )
     return []

@@ -53,7 +53,10 @@ def command(args: list[str]) -> None:
     options = {k: v for k, _, v in (a.partition("=") for a in args if "=" in a)}
     unknown = sorted(set(options) - {"dir"})
     if unknown:
-        raise ConfigError(f"`latentreason data fetch` has no option {unknown[0]!r}; options: dir=PATH (the folder that holds one folder per dataset)")
+        raise ConfigError(
+            f"`latentreason data fetch` has no option {unknown[0]!r}; options: dir=PATH (the folder that "
+            f"holds one folder per dataset)"
+        )
     names = [a for a in args if "=" not in a]
     for name in names:
         ds.get(name)  # every name checked before anything is downloaded
@@ -61,7 +64,9 @@ def command(args: list[str]) -> None:
         fetch(name, options.get("dir"))
 
 
-def fetch(name: str, root: str | Path | None = None, *, endpoint: str | None = None, github_url: str | None = None) -> Path:
+def fetch(
+    name: str, root: str | Path | None = None, *, endpoint: str | None = None, github_url: str | None = None
+) -> Path:
     """Put dataset `name` into `root/name` (default `datasets.root()`), or check the copy already there."""
     dataset = ds.get(name)
     folder = (Path(root).expanduser() if root else ds.root()) / name
@@ -72,11 +77,16 @@ def fetch(name: str, root: str | Path | None = None, *, endpoint: str | None = N
         if not bad:
             console.print(f"{name}: already in {folder} ({len(manifest['files'])} files, checksums match)")
             return folder
-        console.print(f"[yellow]{name}: {folder / bad[0]} is missing or does not match its recorded sha256; fetching it again.[/]")
+        console.print(
+            f"[yellow]{name}: {folder / bad[0]} is missing or does not match its recorded sha256; fetching it again.[/]"
+        )
         wanted = [f for f in dataset.files if f in bad] or wanted  # Hugging Face: only the damaged files
     elif not ds.missing(dataset, folder):
         manifest = ds.write_manifest(dataset, folder, source="put in place by hand", revision=None, how="by hand")
-        console.print(f"{name}: found in {folder} (put in place by hand); recorded the sha256 of its {len(manifest['files'])} files")
+        console.print(
+            f"{name}: found in {folder} (put in place by hand); recorded the sha256 of its "
+            f"{len(manifest['files'])} files"
+        )
         return folder
     if dataset.host == "huggingface":
         _from_huggingface(dataset, folder, endpoint, (manifest or {}).get("revision"), wanted)
@@ -90,8 +100,15 @@ def fetch(name: str, root: str | Path | None = None, *, endpoint: str | None = N
 # --------------------------------------------------------------------------------------------
 
 
-def _from_huggingface(dataset: ds.Dataset, folder: Path, endpoint: str | None, revision: str | None, files: list[str]) -> None:
-    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_download, hf_hub_url
+def _from_huggingface(
+    dataset: ds.Dataset, folder: Path, endpoint: str | None, revision: str | None, files: list[str]
+) -> None:
+    from huggingface_hub import (
+        constants,
+        get_hf_file_metadata,
+        hf_hub_download,
+        hf_hub_url,
+    )
 
     endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
     staging = _staging(folder)
@@ -100,16 +117,35 @@ def _from_huggingface(dataset: ds.Dataset, folder: Path, endpoint: str | None, r
         # answer when offline (hf_hub_download itself retries a refused connection for many seconds).
         meta = {}
         for name in files:
-            url = hf_hub_url(dataset.repo, name, repo_type="dataset", revision=revision or dataset.ref, endpoint=endpoint)
+            url = hf_hub_url(
+                dataset.repo, name, repo_type="dataset", revision=revision or dataset.ref, endpoint=endpoint
+            )
             meta[name] = get_hf_file_metadata(url, timeout=20)
         commit = revision or meta[files[0]].commit_hash
         sizes = ", ".join(f"{n} {_megabytes(m.size)}" for n, m in meta.items())
-        console.print(f"Downloading {dataset.name} from {endpoint}/datasets/{dataset.repo} at {commit} ({sizes}) into {folder}")
+        console.print(
+            f"Downloading {dataset.name} from {endpoint}/datasets/{dataset.repo} at {commit} ({sizes}) into {folder}"
+        )
         for name in files:
-            path = Path(hf_hub_download(dataset.repo, name, repo_type="dataset", revision=commit, endpoint=endpoint, local_dir=staging, library_name="latentreason"))
+            path = Path(
+                hf_hub_download(
+                    dataset.repo,
+                    name,
+                    repo_type="dataset",
+                    revision=commit,
+                    endpoint=endpoint,
+                    local_dir=staging,
+                    library_name="latentreason",
+                )
+            )
             etag = (meta[name].etag or "").strip('"')
-            if SHA256.fullmatch(etag) and ds.sha256(path) != etag:  # Hub files stored with LFS/Xet: the etag is their sha256
-                raise DownloadError(f"{name} of {dataset.name} arrived damaged (its sha256 differs from the Hub's); nothing was kept. Run `latentreason data fetch {dataset.name}` again")
+            if (
+                SHA256.fullmatch(etag) and ds.sha256(path) != etag
+            ):  # Hub files stored with LFS/Xet: the etag is their sha256
+                raise DownloadError(
+                    f"{name} of {dataset.name} arrived damaged (its sha256 differs from the Hub's); "
+                    f"nothing was kept. Run `latentreason data fetch {dataset.name}` again"
+                )
         folder.mkdir(parents=True, exist_ok=True)
         for name in files:
             os.replace(staging / name, folder / name)
@@ -119,7 +155,9 @@ def _from_huggingface(dataset: ds.Dataset, folder: Path, endpoint: str | None, r
         raise _explain(error, dataset, folder, endpoint) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    manifest = ds.write_manifest(dataset, folder, source=f"{endpoint}/datasets/{dataset.repo}", revision=commit, how="huggingface_hub")
+    manifest = ds.write_manifest(
+        dataset, folder, source=f"{endpoint}/datasets/{dataset.repo}", revision=commit, how="huggingface_hub"
+    )
     console.print(f"{dataset.name}: {len(manifest['files'])} files in {folder}, sha256 recorded in {ds.MANIFEST}")
 
 
@@ -181,7 +219,10 @@ def _unpack(archive: Path, dataset: ds.Dataset, out: Path, url: str) -> str | No
             kept += 1
         comment = zf.comment.decode("ascii", errors="replace").strip()
     if not kept:
-        raise DownloadError(f"the archive from {url} holds no {dataset.describe_files()}; nothing was kept. Is LATENTREASON_GITHUB_URL right?")
+        raise DownloadError(
+            f"the archive from {url} holds no {dataset.describe_files()}; nothing was kept. Is "
+            f"LATENTREASON_GITHUB_URL right?"
+        )
     return comment if re.fullmatch(r"[0-9a-f]{40}", comment) else None
 
 
@@ -232,11 +273,21 @@ def _is_offline(error: BaseException) -> bool:
     for e in _chain(error):
         if isinstance(e, (ConnectionRefusedError, socket.gaierror)):
             return True
-        if type(e).__name__ in ("ConnectError", "OfflineModeIsEnabled", "LocalEntryNotFoundError", "NameResolutionError"):
+        if type(e).__name__ in (
+            "ConnectError",
+            "OfflineModeIsEnabled",
+            "LocalEntryNotFoundError",
+            "NameResolutionError",
+        ):
             return True
         if isinstance(e, OSError) and e.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ECONNREFUSED):
             return True
-        if isinstance(e, urllib.error.URLError) and isinstance(e.reason, OSError) and e.reason is not e and _is_offline(e.reason):
+        if (
+            isinstance(e, urllib.error.URLError)
+            and isinstance(e.reason, OSError)
+            and e.reason is not e
+            and _is_offline(e.reason)
+        ):
             return True
     return False
 
@@ -253,11 +304,15 @@ def _explain(error: BaseException, dataset: ds.Dataset, folder: Path, server: st
     reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
     if _is_offline(error):
         return DownloadError(
-            f"This machine is offline: {server} cannot be reached ({reason}). Nothing was downloaded. To use {dataset.name} without a download, "
+            f"This machine is offline: {server} cannot be reached ({reason}). Nothing was downloaded. To "
+            f"use {dataset.name} without a download, "
             f"{ds.by_hand(dataset, folder)}"
         )
     if _status(error) == 404:
-        return DownloadError(f"{dataset.name} was not found at {server} ({reason}); check HF_ENDPOINT / LATENTREASON_GITHUB_URL, or {ds.by_hand(dataset, folder)}")
+        return DownloadError(
+            f"{dataset.name} was not found at {server} ({reason}); check HF_ENDPOINT / "
+            f"LATENTREASON_GITHUB_URL, or {ds.by_hand(dataset, folder)}"
+        )
     return DownloadError(
         f"The download of {dataset.name} from {server} broke off ({type(error).__name__}: {reason}); nothing was kept. "
         f"Run `latentreason data fetch {dataset.name}` again, or {ds.by_hand(dataset, folder)}"

@@ -45,12 +45,22 @@ class Hub:
             def _find(self) -> tuple[bytes, dict[str, str]] | None:
                 parts = self.path.split("/")
                 # /datasets/{owner}/{name}/resolve/{revision}/{filename}
-                if len(parts) == 7 and parts[1] == "datasets" and parts[4] == "resolve" and parts[5] in ("main", COMMIT):
+                if (
+                    len(parts) == 7
+                    and parts[1] == "datasets"
+                    and parts[4] == "resolve"
+                    and parts[5] in ("main", COMMIT)
+                ):
                     content = hub.hf.get((f"{parts[2]}/{parts[3]}", parts[6]))
                     if content is None:
                         return None
                     sha = hashlib.sha256(content).hexdigest()
-                    return content, {"X-Repo-Commit": COMMIT, "X-Linked-Etag": f'"{sha}"', "X-Linked-Size": str(len(content)), "ETag": f'"{sha}"'}
+                    return content, {
+                        "X-Repo-Commit": COMMIT,
+                        "X-Linked-Etag": f'"{sha}"',
+                        "X-Linked-Size": str(len(content)),
+                        "ETag": f'"{sha}"',
+                    }
                 # /{owner}/{repo}/archive/HEAD.zip
                 if len(parts) == 5 and parts[3] == "archive" and parts[4] == "HEAD.zip":
                     content = hub.archives.get(f"{parts[1]}/{parts[2]}")
@@ -86,7 +96,7 @@ class Hub:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> Hub:
+    def __enter__(self):
         self.thread.start()
         return self
 

@@ -11,8 +11,8 @@ import json
 
 import numpy as np
 import pytest
-
 from hub import COMMIT, Hub, closed_port_url, github_archive
+
 from latentreason import cli, datasets, fetch
 from latentreason.errors import ConfigError, DownloadError
 from latentreason.tasks import sudoku_data as sd
@@ -60,7 +60,9 @@ def test_huggingface_download_records_checksums_and_is_reused_offline(hub, sudok
     for name, content in sudoku_files.items():
         assert (folder / name).read_bytes() == content
         assert manifest["files"][name] == {"sha256": hashlib.sha256(content).hexdigest(), "size": len(content)}
-    assert {path for method, path in hub.requests if method == "GET"} == {f"/datasets/sapientinc/sudoku-extreme/resolve/{COMMIT}/{n}" for n in sudoku_files}
+    assert {path for method, path in hub.requests if method == "GET"} == {
+        f"/datasets/sapientinc/sudoku-extreme/resolve/{COMMIT}/{n}" for n in sudoku_files
+    }
     assert leftovers(root) == []
 
     # Reuse: nothing listens at the endpoint now, and the checked copy is returned.
@@ -81,13 +83,17 @@ def test_a_damaged_file_is_detected_and_fetched_again(hub, sudoku_files, tmp_pat
     assert "does not match its recorded sha256" in capsys.readouterr().out
     assert (folder / "train.csv").read_bytes() == sudoku_files["train.csv"]
     gets = [path for method, path in hub.requests if method == "GET"]
-    assert gets == [f"/datasets/sapientinc/sudoku-extreme/resolve/{COMMIT}/train.csv"]  # only the damaged file, at the recorded commit
+    assert gets == [
+        f"/datasets/sapientinc/sudoku-extreme/resolve/{COMMIT}/train.csv"
+    ]  # only the damaged file, at the recorded commit
     assert datasets.verify(folder, datasets.read_manifest(folder)) == []
 
 
 def test_a_connection_dropped_mid_file_leaves_no_partial_file(hub, sudoku_files, tmp_path):
     root = tmp_path / "datasets"
-    hub.break_next[f"/datasets/sapientinc/sudoku-extreme/resolve/{COMMIT}/test.csv"] = len(sudoku_files["test.csv"]) // 2
+    hub.break_next[f"/datasets/sapientinc/sudoku-extreme/resolve/{COMMIT}/test.csv"] = (
+        len(sudoku_files["test.csv"]) // 2
+    )
     with pytest.raises(DownloadError) as caught:
         fetch.fetch("sudoku-extreme", root, endpoint=hub.url)
     message = str(caught.value)
@@ -119,25 +125,41 @@ def test_files_put_in_place_by_hand_get_their_checksums_recorded(tmp_path, sudok
         (folder / name).write_bytes(content)
     fetch.fetch("sudoku-extreme", tmp_path, endpoint=closed_port_url())  # no download needed
     assert "put in place by hand" in capsys.readouterr().out
-    assert datasets.read_manifest(folder)["files"]["test.csv"]["sha256"] == hashlib.sha256(sudoku_files["test.csv"]).hexdigest()
+    assert (
+        datasets.read_manifest(folder)["files"]["test.csv"]["sha256"]
+        == hashlib.sha256(sudoku_files["test.csv"]).hexdigest()
+    )
 
 
 def arc_task(seed: int) -> dict:
     rng = np.random.default_rng(seed)
-    grid = lambda: rng.integers(0, 10, (3, 4)).tolist()  # noqa: E731
-    return {"train": [{"input": grid(), "output": grid()} for _ in range(2)], "test": [{"input": grid(), "output": grid()}]}
+    grid = lambda: rng.integers(0, 10, (3, 4)).tolist()
+    return {
+        "train": [{"input": grid(), "output": grid()} for _ in range(2)],
+        "test": [{"input": grid(), "output": grid()}],
+    }
 
 
 def test_github_archive_keeps_the_data_folders_with_checksums(tmp_path, monkeypatch):
-    files = {"data/training/aaaa0001.json": arc_task(1), "data/evaluation/bbbb0002.json": arc_task(2), "apps/index.html": "<html>"}
+    files = {
+        "data/training/aaaa0001.json": arc_task(1),
+        "data/evaluation/bbbb0002.json": arc_task(2),
+        "apps/index.html": "<html>",
+    }
     with Hub() as hub:
         hub.archives["fchollet/ARC-AGI"] = github_archive("fchollet/ARC-AGI", files)
         folder = fetch.fetch("arc-agi-1", tmp_path, github_url=hub.url)
         assert hub.requests == [("GET", "/fchollet/ARC-AGI/archive/HEAD.zip")]
-    assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*.json") if p.name != "manifest.json") == ["data/evaluation/bbbb0002.json", "data/training/aaaa0001.json"]
+    assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*.json") if p.name != "manifest.json") == [
+        "data/evaluation/bbbb0002.json",
+        "data/training/aaaa0001.json",
+    ]
     assert not (folder / "apps").exists()
     manifest = datasets.read_manifest(folder)
-    assert manifest["revision"] == COMMIT and set(manifest["files"]) == {"data/training/aaaa0001.json", "data/evaluation/bbbb0002.json"}
+    assert manifest["revision"] == COMMIT and set(manifest["files"]) == {
+        "data/training/aaaa0001.json",
+        "data/evaluation/bbbb0002.json",
+    }
     assert json.loads((folder / "data/training/aaaa0001.json").read_text()) == arc_task(1)
 
     archive = github_archive("fchollet/ARC-AGI", files)
@@ -174,10 +196,20 @@ def test_sudoku_reads_the_fetched_dataset_as_the_reference_builds_it(hub, sudoku
     from latentreason import registry
 
     fetch.fetch("sudoku-extreme", tmp_path / "datasets", endpoint=hub.url)
-    csv = {name: [line.split(",") for line in content.decode().splitlines()[1:]] for name, content in sudoku_files.items()}
+    csv = {
+        name: [line.split(",") for line in content.decode().splitlines()[1:]] for name, content in sudoku_files.items()
+    }
 
     def build(**kw):
-        card = {"name": "sudoku", "dataset": "sudoku-extreme", "train_puzzles": 5, "augmentations": 2, "test_puzzles": None, "cache_dir": str(tmp_path), **kw}
+        card = {
+            "name": "sudoku",
+            "dataset": "sudoku-extreme",
+            "train_puzzles": 5,
+            "augmentations": 2,
+            "test_puzzles": None,
+            "cache_dir": str(tmp_path),
+            **kw,
+        }
         return registry.build("task", card).splits()
 
     splits = build()
@@ -204,7 +236,9 @@ def test_preset_paper_uses_the_fetched_data_or_says_how_to_get_it(hub, tmp_path,
     fetch.fetch("sudoku-extreme", endpoint=hub.url)  # into $LATENTREASON_CACHE/datasets
     config = load_config(["recipe=hrm_sudoku", "preset=paper"])
     assert config.task.dataset == "sudoku-extreme" and config.task.test_puzzles is None
-    assert load_config(["recipe=hrm_sudoku", "preset=paper", "task.test_puzzles=4"]).task.test_puzzles == 4  # the command line wins
+    assert (
+        load_config(["recipe=hrm_sudoku", "preset=paper", "task.test_puzzles=4"]).task.test_puzzles == 4
+    )  # the command line wins
 
 
 def test_arc_reads_arc_agi_1_with_concept_arc_as_hrm_builds_it(tmp_path):
@@ -212,13 +246,18 @@ def test_arc_reads_arc_agi_1_with_concept_arc_as_hrm_builds_it(tmp_path):
 
     root = tmp_path / "datasets"
     layout = {
-        "arc-agi-1/data/training/t1.json": 1, "arc-agi-1/data/training/t2.json": 2,
-        "arc-agi-1/data/evaluation/e1.json": 3, "concept-arc/corpus/Center/Center1.json": 4, "concept-arc/corpus/Copy/Copy1.json": 5,
+        "arc-agi-1/data/training/t1.json": 1,
+        "arc-agi-1/data/training/t2.json": 2,
+        "arc-agi-1/data/evaluation/e1.json": 3,
+        "concept-arc/corpus/Center/Center1.json": 4,
+        "concept-arc/corpus/Copy/Copy1.json": 5,
     }
     for path, seed in layout.items():  # put in place by hand: no manifest needed
         (root / path).parent.mkdir(parents=True, exist_ok=True)
         (root / path).write_text(json.dumps(arc_task(seed)))
-    task = registry.build("task", {"name": "arc", "dataset": ["arc-agi-1", "concept-arc"], "augmentations": 1, "cache_dir": str(tmp_path)})
+    task = registry.build(
+        "task", {"name": "arc", "dataset": ["arc-agi-1", "concept-arc"], "augmentations": 1, "cache_dir": str(tmp_path)}
+    )
     splits = task.splits()
     trained = {name.split("|")[0] for name in splits["train"]["names"]}
     assert trained == {"t1", "t2", "e1", "Center1", "Copy1"}  # evaluation tasks give their demonstrations
@@ -241,11 +280,19 @@ def test_maze_reads_the_fetched_dataset_with_the_dihedral_augmentations(tmp_path
             question, answer, length = md.make_example(30, rng, min_path_length=20)
             rows.append(f"maze,{md.decode_row(question.ravel())},{md.decode_row(answer.ravel())},{length}")
         (folder / name).write_text("\n".join(rows) + "\n")
-    card = {"name": "maze", "dataset": "maze-30x30-hard", "train_mazes": None, "test_mazes": None, "cache_dir": str(tmp_path)}
+    card = {
+        "name": "maze",
+        "dataset": "maze-30x30-hard",
+        "train_mazes": None,
+        "test_mazes": None,
+        "cache_dir": str(tmp_path),
+    }
     plain = registry.build("task", card).splits()
     assert len(plain["train"]["inputs"]) == 3 and len(plain["test"]["inputs"]) == 2
     augmented = registry.build("task", {**card, "augment": True, "train_mazes": 2}).splits()["train"]
     assert len(augmented["inputs"]) == 2 * 8
     first = augmented["inputs"][0].numpy().reshape(30, 30)
     transforms = {tuple(np.rot90(g, k).ravel()) for g in (first, first.T) for k in range(4)}
-    assert {tuple(row) for row in augmented["inputs"][:8].numpy().tolist()} == transforms  # the 8 symmetries of one maze
+    assert {
+        tuple(row) for row in augmented["inputs"][:8].numpy().tolist()
+    } == transforms  # the 8 symmetries of one maze
