@@ -330,7 +330,8 @@ def print_report(result: dict) -> None:
             f"{r['fraction_of_peak']:.1%}" if "fraction_of_peak" in r else "-",
             f"{r['examples_per_s']:.0f}", f"{r['tokens_per_s']:.0f}", "; ".join(notes),
         )
-    console.print(table)
+    wide = console if console.width >= 180 else type(console)(width=180)  # a table to read, not to wrap
+    wide.print(table)
     console.print(f"peak memory {result['peak_memory_bytes'] / 2**20:.0f} MiB; {result['machine']['cpu']}; torch {result['torch']}; {result['date']}")
 
 

@@ -48,3 +48,21 @@ def test_compiled_early_exit_shares_one_graph_across_batch_sizes_and_matches_eag
     graphs = counters["stats"]["unique_graphs"]
     # per update function (2): the static graph, the dynamic-batch one, and dynamo's specialisation for size 1
     assert graphs <= 3 * 2, f"{graphs} graphs for the batch sizes of two early-exit runs: the shrinking batch recompiles"
+
+
+def test_a_compiled_bf16_run_trains_and_finishes_its_early_exit_evaluation(tmp_path):
+    """What a GPU run does (bf16-mixed, compiled), on CPU: a few steps, then the final evaluation with early exit.
+
+    Before, the evaluation died with FailOnRecompileLimitHit: each segment's smaller batch recompiled.
+    """
+    from conftest import TINY_RUN
+
+    from latentreason.config import load_config
+    from latentreason.train.run import run
+
+    overrides = [*TINY_RUN, "trainer.max_steps=3", "trainer.compile=true", "trainer.precision=bf16-mixed", "halt.max_steps=4",
+                 "halt.init_bias=0.0", "halt.eval_halt=q_halt", "halt.eval_threshold=0.5", f"output_dir={tmp_path}", "run_name=compiled"]
+    metrics = run(load_config(overrides), "hrm_sudoku")
+    assert 1.0 <= metrics["steps"] <= 4.0
+    assert 0.0 <= metrics["exact_accuracy"] <= 1.0
+    assert (tmp_path / "compiled" / "final.ckpt").is_file()
