@@ -33,12 +33,19 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("LATENTREASON_CACHE", str(ROOT / "benchmarks" / ".cache"))
 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(ROOT / "benchmarks" / ".cache" / "inductor"))
 
-from latentreason.bench import OurStep, inference_rows, matmul_peak, spread, time_calls  # noqa: E402
-from latentreason.config import load_config  # noqa: E402
-from latentreason.tasks.base import build_task  # noqa: E402
+from latentreason.bench import OurStep, inference_rows, matmul_peak, spread, time_calls
+from latentreason.config import load_config
+from latentreason.tasks.base import build_task
 
 RECIPES = ("hrm_sudoku", "trm_sudoku", "lonly_sudoku")
-DATA = ["task.box=3", "task.train_puzzles=300", "task.augmentations=8", "task.test_puzzles=256", "task.min_givens=36", "task.max_givens=45"]
+DATA = [
+    "task.box=3",
+    "task.train_puzzles=300",
+    "task.augmentations=8",
+    "task.test_puzzles=256",
+    "task.min_givens=36",
+    "task.max_givens=45",
+]
 
 
 class Budget:
@@ -50,7 +57,15 @@ class Budget:
 
 
 def train_part(recipe: str, batch: int, steps: int, compile: bool, peak: float) -> dict:
-    config = load_config([f"recipe={recipe}", "preset=paper", *DATA, f"trainer.global_batch_size={batch}", f"trainer.compile={str(compile).lower()}"])
+    config = load_config(
+        [
+            f"recipe={recipe}",
+            "preset=paper",
+            *DATA,
+            f"trainer.global_batch_size={batch}",
+            f"trainer.compile={str(compile).lower()}",
+        ]
+    )
     task = build_task(config)
     splits = task.splits()
     device = torch.device("cuda")
@@ -58,10 +73,19 @@ def train_part(recipe: str, batch: int, steps: int, compile: bool, peak: float) 
     ours = OurStep(config, splits, task, torch.bfloat16, device)
     from latentreason.bench import count_flops
 
-    eager = ours if not compile else OurStep(load_config([f"recipe={recipe}", "preset=paper", *DATA, f"trainer.global_batch_size={batch}"]), splits, task,
-                                             torch.bfloat16, device)
+    eager = (
+        ours
+        if not compile
+        else OurStep(
+            load_config([f"recipe={recipe}", "preset=paper", *DATA, f"trainer.global_batch_size={batch}"]),
+            splits,
+            task,
+            torch.bfloat16,
+            device,
+        )
+    )
     flops = count_flops(lambda: eager.model_step(eager.stream.batch(0, device)))
-    del eager
+    eager = None  # free the eager copy's memory before timing
     losses = []
 
     def step():
@@ -71,10 +95,19 @@ def train_part(recipe: str, batch: int, steps: int, compile: bool, peak: float) 
     started = time.time()
     warm, times = time_calls(step, device, 3, steps)
     return {
-        "recipe": recipe, "compile": compile, "batch": batch, "steps": steps, "flops": flops, "step_s": spread(times),
-        "mfu": flops / statistics.median(times) / peak, "compile_s": warm[0] - statistics.median(times), "wall_s": time.time() - started,
-        "loss_first": statistics.mean(losses[:5]), "loss_last": statistics.mean(losses[-5:]),
-        "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30, "model": ours,
+        "recipe": recipe,
+        "compile": compile,
+        "batch": batch,
+        "steps": steps,
+        "flops": flops,
+        "step_s": spread(times),
+        "mfu": flops / statistics.median(times) / peak,
+        "compile_s": warm[0] - statistics.median(times),
+        "wall_s": time.time() - started,
+        "loss_first": statistics.mean(losses[:5]),
+        "loss_last": statistics.mean(losses[-5:]),
+        "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30,
+        "model": ours,
     }
 
 
@@ -92,15 +125,21 @@ def bf16_vs_fp32(ours: OurStep) -> dict:
             logits16, _ = model.heads(model.segment(model.initial_state(len(x16), device), x16))
     model.train()
     diff = (logits16.float() - logits32).abs()
-    return {"max_abs": float(diff.max()), "mean_abs": float(diff.mean()), "logit_scale": float(logits32.abs().mean()),
-            "argmax_agree": float((logits16.argmax(-1) == logits32.argmax(-1)).float().mean())}
+    return {
+        "max_abs": float(diff.max()),
+        "mean_abs": float(diff.mean()),
+        "logit_scale": float(logits32.abs().mean()),
+        "argmax_agree": float((logits16.argmax(-1) == logits32.argmax(-1)).float().mean()),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=768)
     parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--budget", type=float, default=7.5 * 60, help="seconds; parts that would start after it are skipped")
+    parser.add_argument(
+        "--budget", type=float, default=7.5 * 60, help="seconds; parts that would start after it are skipped"
+    )
     parser.add_argument("--quick", action="store_true", help="a few steps of every part")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS.md"))
     args = parser.parse_args()
@@ -111,22 +150,35 @@ def main() -> None:
     device = torch.device("cuda")
     torch.backends.cuda.matmul.allow_tf32 = True
     peak = statistics.median(matmul_peak(device, torch.bfloat16, repeats=10))
-    results, notes = {"peak_bf16_flop_per_s": peak, "gpu": torch.cuda.get_device_name(0), "torch": torch.__version__,
-                      "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "command": " ".join(sys.argv), "parts": []}, []
+    results, notes = (
+        {
+            "peak_bf16_flop_per_s": peak,
+            "gpu": torch.cuda.get_device_name(0),
+            "torch": torch.__version__,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "command": " ".join(sys.argv),
+            "parts": [],
+        },
+        [],
+    )
     for recipe in RECIPES:
         for compile in (False, True):
             if budget.left() < 60:
                 notes.append(f"skipped {recipe} compile={compile}: out of time")
                 continue
-            part = train_part(recipe, args.batch, steps if recipe == "hrm_sudoku" else max(steps // 2, 5), compile, peak)
+            part = train_part(
+                recipe, args.batch, steps if recipe == "hrm_sudoku" else max(steps // 2, 5), compile, peak
+            )
             ours = part.pop("model")
             if not compile:
                 part["bf16_vs_fp32"] = bf16_vs_fp32(ours)
                 test = ours.module.splits["test"]
                 inputs, labels, ids = (test[k][:256].to(device) for k in ("inputs", "labels", "puzzle_ids"))
                 with ours.autocast():
-                    part["inference"] = [{"name": r.name, "examples_per_s": r.examples_per_step / r.median_s, **r.extra}
-                                         for r in inference_rows(ours.model, inputs, labels, ids, device, repeats=3)]
+                    part["inference"] = [
+                        {"name": r.name, "examples_per_s": r.examples_per_step / r.median_s, **r.extra}
+                        for r in inference_rows(ours.model, inputs, labels, ids, device, repeats=3)
+                    ]
             results["parts"].append(part)
             print(json.dumps(part, default=str), flush=True)
             del ours
@@ -135,9 +187,15 @@ def main() -> None:
         from latentreason.peers import reference_hrm_row
 
         config = load_config(["recipe=hrm_sudoku", "preset=paper", *DATA, f"trainer.global_batch_size={args.batch}"])
-        row = reference_hrm_row(config, build_task(config), args.batch, device, torch.bfloat16, 3, steps // 2 or 5, compile=True)
+        row = reference_hrm_row(
+            config, build_task(config), args.batch, device, torch.bfloat16, 3, steps // 2 or 5, compile=True
+        )
         if row is not None:
-            results["reference_hrm"] = {"step_s": row.step_s, "flops": row.flops, "mfu": row.flops / row.median_s / peak}
+            results["reference_hrm"] = {
+                "step_s": row.step_s,
+                "flops": row.flops,
+                "mfu": row.flops / row.median_s / peak,
+            }
         else:
             notes.append("reference HRM not found (../shared/reference/hrm)")
     results["notes"] = notes
@@ -146,26 +204,38 @@ def main() -> None:
 
 def write(results: dict, out: Path) -> None:
     lines = [
-        "", f"## GPU check ({results['gpu']}, {results['date']})", "",
-        f"`{results['command']}`; torch {results['torch']}; bf16 matmul peak measured in the run: {results['peak_bf16_flop_per_s'] / 1e12:.0f} TFLOP/s.", "",
-        "| recipe | compiled | batch | step ms (median) | MFU | compile s | peak GiB | loss first -> last | bf16 vs fp32 logits | eval ex/s max steps / early exit |",
+        "",
+        f"## GPU check ({results['gpu']}, {results['date']})",
+        "",
+        f"`{results['command']}`; torch {results['torch']}; "
+        f"bf16 matmul peak measured in the run: {results['peak_bf16_flop_per_s'] / 1e12:.0f} TFLOP/s.",
+        "",
+        "| recipe | compiled | batch | step ms (median) | MFU | compile s | peak GiB | loss first -> last "
+        "| bf16 vs fp32 logits | eval ex/s max steps / early exit |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in results["parts"]:
         b = p.get("bf16_vs_fp32")
         inf = p.get("inference")
         lines.append(
-            f"| {p['recipe']} | {p['compile']} | {p['batch']} | {p['step_s']['median'] * 1e3:.1f} | {p['mfu']:.1%} | {p['compile_s']:.0f} | "
+            f"| {p['recipe']} | {p['compile']} | {p['batch']} | {p['step_s']['median'] * 1e3:.1f} | {p['mfu']:.1%} "
+            f"| {p['compile_s']:.0f} | "
             f"{p['peak_memory_gib']:.1f} | {p['loss_first']:.3f} -> {p['loss_last']:.3f} | "
-            + (f"max {b['max_abs']:.3f}, argmax agree {b['argmax_agree']:.2%}" if b else "") + " | "
-            + (" / ".join(f"{r['examples_per_s']:.0f}" for r in inf) if inf else "") + " |"
+            + (f"max {b['max_abs']:.3f}, argmax agree {b['argmax_agree']:.2%}" if b else "")
+            + " | "
+            + (" / ".join(f"{r['examples_per_s']:.0f}" for r in inf) if inf else "")
+            + " |"
         )
     ref = results.get("reference_hrm")
     if ref:
         ours = [p for p in results["parts"] if p["recipe"] == "hrm_sudoku"]
         best = min(p["step_s"]["median"] for p in ours) if ours else float("nan")
-        lines += ["", f"Reference HRM (compiled, same batch): {ref['step_s']['median'] * 1e3:.1f} ms/step, MFU {ref['mfu']:.1%}; "
-                  f"our best hrm_sudoku step is {ref['step_s']['median'] / best:.2f}x its steps per second."]
+        lines += [
+            "",
+            (f"Reference HRM (compiled, same batch): {ref['step_s']['median'] * 1e3:.1f} ms/step, "
+             f"MFU {ref['mfu']:.1%}; "
+            f"our best hrm_sudoku step is {ref['step_s']['median'] / best:.2f}x its steps per second."),
+        ]
     lines += [f"- {n}" for n in results["notes"]]
     with open(out, "a") as file:
         file.write("\n".join(lines) + "\n")

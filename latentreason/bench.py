@@ -17,9 +17,9 @@ import resource
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 import torch
 from torch.utils import flop_counter
@@ -30,7 +30,10 @@ def _register_cpu_attention_flops() -> None:
     """Teach FlopCounterMode the CPU flash-attention kernels (same formula torch uses for the GPU ones)."""
     aten = torch.ops.aten
     registry = flop_counter.flop_registry
-    forward, backward = aten._scaled_dot_product_flash_attention_for_cpu, aten._scaled_dot_product_flash_attention_for_cpu_backward
+    forward, backward = (
+        aten._scaled_dot_product_flash_attention_for_cpu,
+        aten._scaled_dot_product_flash_attention_for_cpu_backward,
+    )
     if forward not in registry:
 
         @flop_counter.register_flop_formula(forward)
@@ -59,7 +62,9 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_calls(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> tuple[list[float], list[float]]:
+def time_calls(
+    fn: Callable[[], object], device: torch.device, warmup: int, repeats: int
+) -> tuple[list[float], list[float]]:
     """(warm-up times, measured times) in seconds, one per call."""
     times = []
     for _ in range(warmup + repeats):
@@ -109,7 +114,10 @@ class Row:
         return self.step_s["median"]
 
     def rates(self, peak: float) -> dict:
-        out = {"examples_per_s": self.examples_per_step / self.median_s, "tokens_per_s": self.examples_per_step * self.tokens_per_example / self.median_s}
+        out = {
+            "examples_per_s": self.examples_per_step / self.median_s,
+            "tokens_per_s": self.examples_per_step * self.tokens_per_example / self.median_s,
+        }
         if self.flops:
             out["flop_per_s"] = self.flops / self.median_s
             out["fraction_of_peak"] = out["flop_per_s"] / peak
@@ -192,16 +200,25 @@ def inference_rows(model, inputs, labels, ids, device, repeats: int) -> list[Row
                 policy.eval_halt = rule
             out = {}
 
-            def call():
+            def call(out=out):
                 out["result"] = run_to_halt(model, inputs, ids)
 
             _, times = time_calls(call, device, warmup=1, repeats=repeats)
             logits, steps, _ = out["result"]
             results = per_row_results(logits, labels)
-            rows.append(Row(
-                f"inference ({rule})", what, spread(times), examples_per_step=len(inputs), tokens_per_example=inputs.shape[1],
-                extra={"exact_accuracy": float(results["exact"].float().mean()), "mean_steps": float(steps.float().mean())},
-            ))
+            rows.append(
+                Row(
+                    f"inference ({rule})",
+                    what,
+                    spread(times),
+                    examples_per_step=len(inputs),
+                    tokens_per_example=inputs.shape[1],
+                    extra={
+                        "exact_accuracy": float(results["exact"].float().mean()),
+                        "mean_steps": float(steps.float().mean()),
+                    },
+                )
+            )
     finally:
         if saved is not None:
             policy.eval_halt = saved
@@ -226,7 +243,9 @@ def bench(args: list[str], steps: int = 8, warmup: int = 3, peers: bool = True) 
     gpu = torch.cuda.is_available() and t.accelerator in ("auto", "gpu", "cuda")
     device = torch.device("cuda" if gpu else "cpu")
     precision = ("bf16-mixed" if gpu else "32-true") if t.precision == "auto" else str(t.precision)
-    autocast_dtype = torch.bfloat16 if precision.startswith("bf16") else (torch.float16 if precision.startswith("16") else None)
+    autocast_dtype = (
+        torch.bfloat16 if precision.startswith("bf16") else (torch.float16 if precision.startswith("16") else None)
+    )
     peak_dtype = autocast_dtype or torch.float32
     torch.manual_seed(int(config.seed))
 
@@ -237,19 +256,39 @@ def bench(args: list[str], steps: int = 8, warmup: int = 3, peers: bool = True) 
 
     peak_before = matmul_peak(device, peak_dtype)
     # FLOPs on one step (eager: the counter sees the ops a compiled graph would hide; the count is the same)
-    eager = OurStep(with_overrides(config, {"trainer": {"compile": False}}), splits, task, autocast_dtype, device) if t.compile else ours
+    eager = (
+        OurStep(with_overrides(config, {"trainer": {"compile": False}}), splits, task, autocast_dtype, device)
+        if t.compile
+        else ours
+    )
     flops = count_flops(lambda: eager.model_step(eager.stream.batch(0, device)))
     warm, model_times = time_calls(lambda: ours.model_step(ours.stream.batch(0, device)), device, warmup, steps)
     _, full_times = time_calls(ours.full_step, device, 1, steps)
     peak_after = matmul_peak(device, peak_dtype)
     peak_values = peak_before + peak_after
     peak = statistics.median(peak_values)
-    rows = [Row(
-        "latentreason", "training step: train_segment + backward + optimizer", spread(model_times), flops, batch_size, length,
-        extra={"compile_s": (warm[0] - statistics.median(model_times)) if t.compile else 0.0},
-    )]
-    rows.append(Row("latentreason (whole step)", "+ data, schedule, EMA, metrics, logged loss", spread(full_times), flops, batch_size, length,
-                    extra={"outside_model_s": statistics.median(full_times) - statistics.median(model_times)}))
+    rows = [
+        Row(
+            "latentreason",
+            "training step: train_segment + backward + optimizer",
+            spread(model_times),
+            flops,
+            batch_size,
+            length,
+            extra={"compile_s": (warm[0] - statistics.median(model_times)) if t.compile else 0.0},
+        )
+    ]
+    rows.append(
+        Row(
+            "latentreason (whole step)",
+            "+ data, schedule, EMA, metrics, logged loss",
+            spread(full_times),
+            flops,
+            batch_size,
+            length,
+            extra={"outside_model_s": statistics.median(full_times) - statistics.median(model_times)},
+        )
+    )
     if peers:
         from latentreason.peers import peer_rows
 
@@ -308,10 +347,23 @@ def print_report(result: dict) -> None:
     from latentreason.console import console
 
     peak = result["peak"]
-    title = (f"{result['command']}  ({result['device']}, {result['precision']}, compile={result['compile']}; "
-             f"{peak['dtype']} matmul peak {peak['flop_per_s'] / 1e9:.1f} GFLOP/s, range {peak['all']['min'] / 1e9:.1f}-{peak['all']['max'] / 1e9:.1f})")
+    title = (
+        f"{result['command']}  ({result['device']}, {result['precision']}, compile={result['compile']}; "
+        f"{peak['dtype']} matmul peak {peak['flop_per_s'] / 1e9:.1f} GFLOP/s, "
+        f"range {peak['all']['min'] / 1e9:.1f}-{peak['all']['max'] / 1e9:.1f})"
+    )
     table = Table(title=title)
-    for column in ("row", "median ms", "range ms", "GFLOP/step", "GFLOP/s", "% of peak", "examples/s", "tokens/s", "notes"):
+    for column in (
+        "row",
+        "median ms",
+        "range ms",
+        "GFLOP/step",
+        "GFLOP/s",
+        "% of peak",
+        "examples/s",
+        "tokens/s",
+        "notes",
+    ):
         table.add_column(column, justify="left" if column in ("row", "notes") else "right")
     for r in result["rows"]:
         s = r["step_s"]
@@ -324,22 +376,51 @@ def print_report(result: dict) -> None:
         if "exact_accuracy" in extra:
             notes.append(f"exact {extra['exact_accuracy']:.1%}, mean steps {extra['mean_steps']:.2f}")
         table.add_row(
-            r["name"], f"{s['median'] * 1e3:.1f}", f"{s['min'] * 1e3:.0f}-{s['max'] * 1e3:.0f}",
+            r["name"],
+            f"{s['median'] * 1e3:.1f}",
+            f"{s['min'] * 1e3:.0f}-{s['max'] * 1e3:.0f}",
             f"{r['flops'] / 1e9:.2f}" if r.get("flops") else "-",
             f"{r['flop_per_s'] / 1e9:.1f}" if "flop_per_s" in r else "-",
             f"{r['fraction_of_peak']:.1%}" if "fraction_of_peak" in r else "-",
-            f"{r['examples_per_s']:.0f}", f"{r['tokens_per_s']:.0f}", "; ".join(notes),
+            f"{r['examples_per_s']:.0f}",
+            f"{r['tokens_per_s']:.0f}",
+            "; ".join(notes),
         )
     wide = console if console.width >= 180 else type(console)(width=180)  # a table to read, not to wrap
     wide.print(table)
-    console.print(f"peak memory {result['peak_memory_bytes'] / 2**20:.0f} MiB; {result['machine']['cpu']}; torch {result['torch']}; {result['date']}")
+    console.print(
+        f"peak memory {result['peak_memory_bytes'] / 2**20:.0f} MiB; {result['machine']['cpu']}; "
+        f"torch {result['torch']}; {result['date']}"
+    )
 
 
-BENCH_OPTIONS = ("steps", "warmup", "json", "peers")
+def bench_checkpoint(path: str, limit: int, repeats: int, args: list[str]) -> dict:
+    """Inference only, on a trained checkpoint's held-out split: every row to max steps vs per-example early exit."""
+    from latentreason.inference import load_checkpoint
+
+    trained = load_checkpoint(path)
+    model, device = trained.model, trained.device
+    test = trained.task.splits()["test"]
+    trained.use_puzzle_names(test)
+    count = min(limit, len(test["inputs"]))
+    inputs, labels, ids = (test[k][:count].to(device) for k in ("inputs", "labels", "puzzle_ids"))
+    peak_values = matmul_peak(device, torch.float32)
+    rows = inference_rows(model, inputs, labels, ids, device, repeats)
+    model.eval()
+    peak_values += matmul_peak(device, torch.float32)
+    return report(
+        args, trained.config, device, "32-true", torch.float32, peak_values, statistics.median(peak_values), rows
+    )
+
+
+BENCH_OPTIONS = ("steps", "warmup", "json", "peers", "ckpt", "limit")
 
 
 def cmd_bench(args: list[str]) -> None:
-    """`latentreason bench recipe=NAME [steps=N] [warmup=N] [json=FILE] [peers=false] [key=value ...]`."""
+    """`latentreason bench recipe=NAME [steps=N] [warmup=N] [json=FILE] [peers=false] [key=value ...]`.
+
+    Or `latentreason bench ckpt=PATH [limit=N]`: inference only, on a trained checkpoint.
+    """
     from pathlib import Path
 
     from latentreason.errors import ConfigError
@@ -355,10 +436,27 @@ def cmd_bench(args: list[str]) -> None:
     for key in ("steps", "warmup"):
         if key in options and not options[key].isdigit():
             raise ConfigError(f"{key}={options[key]!r} should be a whole number")
+    if "ckpt" in options:
+        limit = options.get("limit", "1000")
+        if not limit.isdigit() or int(limit) < 1:
+            raise ConfigError(f"limit={limit!r} should be a positive whole number")
+        result = bench_checkpoint(options["ckpt"], int(limit), max(1, int(options.get("steps", 3))), args)
+        print_report(result)
+        if "json" in options:
+            Path(options["json"]).write_text(json.dumps(result, indent=2))
+        return
     if not any(a.startswith("recipe=") for a in rest):
-        raise ConfigError("usage: latentreason bench recipe=NAME [preset=cpu|paper] [steps=8] [warmup=3] [json=FILE] [peers=false] [key=value ...]")
-    result = bench(rest, steps=max(1, int(options.get("steps", 8))), warmup=int(options.get("warmup", 3)),
-                   peers=options.get("peers", "true").lower() not in ("false", "0", "no"))
+        raise ConfigError(
+            "usage: latentreason bench recipe=NAME [preset=cpu|paper] [steps=8] [warmup=3] [json=FILE] [peers=false] "
+            "[key=value ...]"
+            " | latentreason bench ckpt=PATH [limit=1000] [steps=3] [json=FILE]"
+        )
+    result = bench(
+        rest,
+        steps=max(1, int(options.get("steps", 8))),
+        warmup=int(options.get("warmup", 3)),
+        peers=options.get("peers", "true").lower() not in ("false", "0", "no"),
+    )
     result["command"] = "latentreason bench " + " ".join(args)
     print_report(result)
     if "json" in options:

@@ -29,12 +29,14 @@ import torch.nn.functional as F
 from latentreason.bench import Row, count_flops, spread, time_calls
 
 
-
 def reference_dir() -> Path | None:
     """$LATENTREASON_REFERENCE, or the first `shared/reference` folder beside the checkout or above it."""
     if os.environ.get("LATENTREASON_REFERENCE"):
         return Path(os.environ["LATENTREASON_REFERENCE"])
-    return next((p / "shared" / "reference" for p in Path(__file__).resolve().parents if (p / "shared" / "reference").is_dir()), None)
+    return next(
+        (p / "shared" / "reference" for p in Path(__file__).resolve().parents if (p / "shared" / "reference").is_dir()),
+        None,
+    )
 
 
 def _dims(config) -> dict:
@@ -42,7 +44,11 @@ def _dims(config) -> dict:
     from latentreason.cores.blocks import swiglu_width
 
     hidden = int(c.hidden_size)
-    return {"hidden": hidden, "heads": int(c.get("num_heads", 8)), "width": swiglu_width(hidden, float(c.expansion), int(c.mlp_multiple))}
+    return {
+        "hidden": hidden,
+        "heads": int(c.get("num_heads", 8)),
+        "width": swiglu_width(hidden, float(c.expansion), int(c.mlp_multiple)),
+    }
 
 
 def _batch(task, batch_size: int, device):
@@ -80,10 +86,26 @@ def hrm_pytorch_row(config, task, batch_size, device, autocast_dtype, warmup, st
         depths, reasoning, period = (int(c.L_layers), int(c.H_layers)), int(c.H_cycles), int(c.L_cycles)
     else:  # looped: one stack; matched as one level run L_cycles times
         depths, reasoning, period = (int(c.L_layers),), int(c.L_cycles), 1
-    networks = [dict(dim=d["hidden"], depth=n, heads=d["heads"], attn_dim_head=d["hidden"] // d["heads"], ff_glu=True, ff_mult=d["width"] / d["hidden"],
-                     rotary_pos_emb=True, attn_flash=True) for n in depths]
-    model = HRM(networks=networks, dim=d["hidden"], num_tokens=task.vocab_size, reasoning_steps=reasoning,
-                **({"relative_period": period} if len(depths) > 1 else {})).to(device)
+    networks = [
+        {
+            "dim": d["hidden"],
+            "depth": n,
+            "heads": d["heads"],
+            "attn_dim_head": d["hidden"] // d["heads"],
+            "ff_glu": True,
+            "ff_mult": d["width"] / d["hidden"],
+            "rotary_pos_emb": True,
+            "attn_flash": True,
+        }
+        for n in depths
+    ]
+    model = HRM(
+        networks=networks,
+        dim=d["hidden"],
+        num_tokens=task.vocab_size,
+        reasoning_steps=reasoning,
+        **({"relative_period": period} if len(depths) > 1 else {}),
+    ).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     seq, labels = _batch(task, batch_size, device)
     state = {"hiddens": None}
@@ -95,8 +117,18 @@ def hrm_pytorch_row(config, task, batch_size, device, autocast_dtype, warmup, st
         optimizer.step()
         state["hiddens"] = tuple(hiddens)
 
-    return _timed("hrm-pytorch", "PyPI hrm-pytorch: concat+project levels, pre-norm x-transformers blocks, no ACT", step, device, warmup, steps,
-                  batch_size, task.seq_len, autocast_dtype, "no Q head / bootstrap; AdamW")
+    return _timed(
+        "hrm-pytorch",
+        "PyPI hrm-pytorch: concat+project levels, pre-norm x-transformers blocks, no ACT",
+        step,
+        device,
+        warmup,
+        steps,
+        batch_size,
+        task.seq_len,
+        autocast_dtype,
+        "no Q head / bootstrap; AdamW",
+    )
 
 
 def tiny_recursive_row(config, task, batch_size, device, autocast_dtype, warmup, steps) -> Row | None:
@@ -106,12 +138,20 @@ def tiny_recursive_row(config, task, batch_size, device, autocast_dtype, warmup,
 
     c = config.core
     hidden = int(c.hidden_size)
-    model = TinyRecursiveModel(dim=hidden, num_tokens=task.vocab_size, network=MLPMixer1D(dim=hidden, depth=int(c.num_layers), seq_len=task.seq_len),
-                               num_refinement_blocks=int(c.H_cycles), num_latent_refinements=int(c.L_cycles)).to(device)
+    model = TinyRecursiveModel(
+        dim=hidden,
+        num_tokens=task.vocab_size,
+        network=MLPMixer1D(dim=hidden, depth=int(c.num_layers), seq_len=task.seq_len),
+        num_refinement_blocks=int(c.H_cycles),
+        num_latent_refinements=int(c.L_cycles),
+    ).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     seq, labels = _batch(task, batch_size, device)
     outputs, latents = model.get_initial()
-    state = {"outputs": outputs.expand(batch_size, task.seq_len, hidden), "latents": latents.expand(batch_size, task.seq_len, hidden)}
+    state = {
+        "outputs": outputs.expand(batch_size, task.seq_len, hidden),
+        "latents": latents.expand(batch_size, task.seq_len, hidden),
+    }
 
     def step():
         loss, _, outputs, latents, _, _ = model(seq, state["outputs"], state["latents"], labels=labels)
@@ -120,8 +160,18 @@ def tiny_recursive_row(config, task, batch_size, device, autocast_dtype, warmup,
         optimizer.step()
         state.update(outputs=outputs, latents=latents)
 
-    return _timed("tiny-recursive-model", "PyPI tiny-recursive-model: pre-norm LayerNorm+GELU mixer, halting head only", step, device, warmup, steps,
-                  batch_size, task.seq_len, autocast_dtype, "no bootstrap; AdamW")
+    return _timed(
+        "tiny-recursive-model",
+        "PyPI tiny-recursive-model: pre-norm LayerNorm+GELU mixer, halting head only",
+        step,
+        device,
+        warmup,
+        steps,
+        batch_size,
+        task.seq_len,
+        autocast_dtype,
+        "no bootstrap; AdamW",
+    )
 
 
 def flash_attn_standin() -> types.ModuleType:
@@ -136,7 +186,9 @@ def flash_attn_standin() -> types.ModuleType:
     return module
 
 
-def reference_hrm_row(config, task, batch_size, device, autocast_dtype, warmup, steps, compile: bool = False) -> Row | None:
+def reference_hrm_row(
+    config, task, batch_size, device, autocast_dtype, warmup, steps, compile: bool = False
+) -> Row | None:
     folder = (reference_dir() or Path("/nonexistent")) / "hrm"
     if config.core.name != "hrm" or not (folder / "models" / "hrm" / "hrm_act_v1.py").is_file():
         return None
@@ -149,19 +201,34 @@ def reference_hrm_row(config, task, batch_size, device, autocast_dtype, warmup, 
         sys.path.remove(str(folder))
     c = config.core
     puzzle_len = int(config.model.get("puzzle_emb_len", 0))
-    model_config = dict(
-        batch_size=batch_size, seq_len=task.seq_len, puzzle_emb_ndim=puzzle_len * int(c.hidden_size), num_puzzle_identifiers=1, vocab_size=task.vocab_size,
-        H_cycles=int(c.H_cycles), L_cycles=int(c.L_cycles), H_layers=int(c.H_layers), L_layers=int(c.L_layers), hidden_size=int(c.hidden_size),
-        expansion=float(c.expansion), num_heads=int(c.num_heads), pos_encodings=str(c.positions), halt_max_steps=int(config.halt.max_steps),
-        halt_exploration_prob=float(config.halt.get("exploration_prob", 0.1)),
-        forward_dtype="bfloat16" if autocast_dtype == torch.bfloat16 else "float32",
-    )
+    model_config = {
+        "batch_size": batch_size,
+        "seq_len": task.seq_len,
+        "puzzle_emb_ndim": puzzle_len * int(c.hidden_size),
+        "num_puzzle_identifiers": 1,
+        "vocab_size": task.vocab_size,
+        "H_cycles": int(c.H_cycles),
+        "L_cycles": int(c.L_cycles),
+        "H_layers": int(c.H_layers),
+        "L_layers": int(c.L_layers),
+        "hidden_size": int(c.hidden_size),
+        "expansion": float(c.expansion),
+        "num_heads": int(c.num_heads),
+        "pos_encodings": str(c.positions),
+        "halt_max_steps": int(config.halt.max_steps),
+        "halt_exploration_prob": float(config.halt.get("exploration_prob", 0.1)),
+        "forward_dtype": "bfloat16" if autocast_dtype == torch.bfloat16 else "float32",
+    }
     with torch.device(device):
         head = ACTLossHead(HierarchicalReasoningModel_ACTV1(model_config), loss_type="stablemax_cross_entropy")
     head.train()
     optimizer = torch.optim.AdamW(head.parameters(), lr=1e-4)
     seq, labels = _batch(task, batch_size, device)
-    batch = {"inputs": seq, "labels": labels, "puzzle_identifiers": torch.zeros(batch_size, dtype=torch.int32, device=device)}
+    batch = {
+        "inputs": seq,
+        "labels": labels,
+        "puzzle_identifiers": torch.zeros(batch_size, dtype=torch.int32, device=device),
+    }
     with torch.device(device):
         state = {"carry": head.initial_carry(batch)}
     forward = torch.compile(head) if compile else head
@@ -176,10 +243,27 @@ def reference_hrm_row(config, task, batch_size, device, autocast_dtype, warmup, 
     if compile:  # the counter cannot see inside a compiled graph: count an eager step of the same model
         flops = count_flops(lambda: _eager_step(head, batch, state, optimizer, batch_size))
         _, times = time_calls(step, device, warmup, steps)
-        return Row("reference HRM (compiled)", "sapientinc/HRM code, torch.compile as its pretrain.py", spread(times), flops, batch_size, task.seq_len,
-                   "flash_attn stand-in on SDPA; AdamW (ref: AdamATan2)")
-    return _timed("reference HRM", "sapientinc/HRM code (../shared/reference/hrm)", step, device, warmup, steps, batch_size, task.seq_len,
-                  None, "flash_attn stand-in on SDPA; SwiGLU width rounded to 256; AdamW (ref: AdamATan2)")
+        return Row(
+            "reference HRM (compiled)",
+            "sapientinc/HRM code, torch.compile as its pretrain.py",
+            spread(times),
+            flops,
+            batch_size,
+            task.seq_len,
+            "flash_attn stand-in on SDPA; AdamW (ref: AdamATan2)",
+        )
+    return _timed(
+        "reference HRM",
+        "sapientinc/HRM code (../shared/reference/hrm)",
+        step,
+        device,
+        warmup,
+        steps,
+        batch_size,
+        task.seq_len,
+        None,
+        "flash_attn stand-in on SDPA; SwiGLU width rounded to 256; AdamW (ref: AdamATan2)",
+    )
 
 
 def _eager_step(head, batch, state, optimizer, batch_size):

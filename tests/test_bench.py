@@ -16,8 +16,17 @@ H_CYCLES, L_CYCLES = 2, 3
 
 def tiny_hrm(max_steps: int):
     config = {
-        "core": {"name": "hrm", "hidden_size": HIDDEN, "num_heads": HEADS, "expansion": 4.0, "mlp_multiple": 16,
-                 "H_layers": 1, "L_layers": 2, "H_cycles": H_CYCLES, "L_cycles": L_CYCLES},
+        "core": {
+            "name": "hrm",
+            "hidden_size": HIDDEN,
+            "num_heads": HEADS,
+            "expansion": 4.0,
+            "mlp_multiple": 16,
+            "H_layers": 1,
+            "L_layers": 2,
+            "H_cycles": H_CYCLES,
+            "L_cycles": L_CYCLES,
+        },
         "grad": {"name": "one_step"},
         "halt": {"name": "q_act", "max_steps": max_steps},
         "model": {"puzzle_emb_len": PUZZLE},

@@ -13,7 +13,16 @@ VOCAB, SEQ = 11, 16
 
 def tiny_config(init_bias: float = -5.0) -> dict:
     return {
-        "core": {"name": "hrm", "hidden_size": 16, "num_heads": 2, "mlp_multiple": 16, "H_layers": 1, "L_layers": 1, "H_cycles": 1, "L_cycles": 2},
+        "core": {
+            "name": "hrm",
+            "hidden_size": 16,
+            "num_heads": 2,
+            "mlp_multiple": 16,
+            "H_layers": 1,
+            "L_layers": 1,
+            "H_cycles": 1,
+            "L_cycles": 2,
+        },
         "grad": {"name": "one_step"},
         "halt": {"name": "q_act", "max_steps": 6, "init_bias": init_bias, "eval_halt": "q_halt", "eval_threshold": 0.5},
         "model": {"puzzle_emb_len": 1},
@@ -47,7 +56,9 @@ def test_compiled_early_exit_shares_one_graph_across_batch_sizes_and_matches_eag
     run_to_halt(compiled, inputs[:21])
     graphs = counters["stats"]["unique_graphs"]
     # per update function (2): the static graph, the dynamic-batch one, and dynamo's specialisation for size 1
-    assert graphs <= 3 * 2, f"{graphs} graphs for the batch sizes of two early-exit runs: the shrinking batch recompiles"
+    assert graphs <= 3 * 2, (
+        f"{graphs} graphs for the batch sizes of two early-exit runs: the shrinking batch recompiles"
+    )
 
 
 def test_a_compiled_bf16_run_trains_and_finishes_its_early_exit_evaluation(tmp_path):
@@ -60,8 +71,18 @@ def test_a_compiled_bf16_run_trains_and_finishes_its_early_exit_evaluation(tmp_p
     from latentreason.config import load_config
     from latentreason.train.run import run
 
-    overrides = [*TINY_RUN, "trainer.max_steps=3", "trainer.compile=true", "trainer.precision=bf16-mixed", "halt.max_steps=4",
-                 "halt.init_bias=0.0", "halt.eval_halt=q_halt", "halt.eval_threshold=0.5", f"output_dir={tmp_path}", "run_name=compiled"]
+    overrides = [
+        *TINY_RUN,
+        "trainer.max_steps=3",
+        "trainer.compile=true",
+        "trainer.precision=bf16-mixed",
+        "halt.max_steps=4",
+        "halt.init_bias=0.0",
+        "halt.eval_halt=q_halt",
+        "halt.eval_threshold=0.5",
+        f"output_dir={tmp_path}",
+        "run_name=compiled",
+    ]
     metrics = run(load_config(overrides), "hrm_sudoku")
     assert 1.0 <= metrics["steps"] <= 4.0
     assert 0.0 <= metrics["exact_accuracy"] <= 1.0

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import random_batch, tiny_config, tiny_model
 
 from latentreason.model import build_model
 
-needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (bf16 autocast and kernels as trained on GPUs)")
+needs_gpu = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU (bf16 autocast and kernels as trained on GPUs)"
+)
 
 
 @needs_gpu
