@@ -4,6 +4,7 @@ Run from the repository root, once, on a machine with a CUDA GPU:
 
     PYTHONPATH=$PWD python benchmarks/gpu_check.py            # writes benchmarks/RESULTS.md's GPU section
     PYTHONPATH=$PWD python benchmarks/gpu_check.py --quick    # a few steps of each part, to see that it runs
+    PYTHONPATH=$PWD python benchmarks/gpu_check.py --cpu-smoke --out /tmp/gpu_check.md  # tiny models on CPU, no compile
 
 For each of hrm_sudoku, trm_sudoku and lonly_sudoku at paper configuration (hidden 512, global
 batch 768 unless --batch), it times training steps in bf16-mixed eager and compiled (compile time
@@ -33,7 +34,14 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("LATENTREASON_CACHE", str(ROOT / "benchmarks" / ".cache"))
 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(ROOT / "benchmarks" / ".cache" / "inductor"))
 
-from latentreason.bench import OurStep, inference_rows, matmul_peak, spread, time_calls
+from latentreason.bench import (
+    OurStep,
+    inference_rows,
+    matmul_peak,
+    peak_memory_bytes,
+    spread,
+    time_calls,
+)
 from latentreason.config import load_config
 from latentreason.tasks.base import build_task
 
@@ -56,20 +64,30 @@ class Budget:
         return self.seconds - (time.time() - self.start)
 
 
-def train_part(recipe: str, batch: int, steps: int, compile: bool, peak: float) -> dict:
-    config = load_config(
+SMOKE = ["core.hidden_size=32", "core.num_heads=2", "core.mlp_multiple=16", "halt.max_steps=3", "task.train_puzzles=20"]
+SMOKE += ["task.augmentations=2", "task.test_puzzles=10", "task.min_givens=45", "task.max_givens=55"]
+
+
+def compose(recipe: str, batch: int, compile: bool, extra=()):
+    """The recipe at paper configuration (unless `extra` shrinks it), on the check's data."""
+    return load_config(
         [
             f"recipe={recipe}",
             "preset=paper",
             *DATA,
             f"trainer.global_batch_size={batch}",
             f"trainer.compile={str(compile).lower()}",
+            *extra,
         ]
     )
+
+
+def train_part(recipe: str, batch: int, steps: int, compile: bool, peak: float, device, extra=()) -> dict:
+    config = compose(recipe, batch, compile, extra)
     task = build_task(config)
     splits = task.splits()
-    device = torch.device("cuda")
-    torch.cuda.reset_peak_memory_stats()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     ours = OurStep(config, splits, task, torch.bfloat16, device)
     from latentreason.bench import count_flops
 
@@ -77,7 +95,7 @@ def train_part(recipe: str, batch: int, steps: int, compile: bool, peak: float) 
         ours
         if not compile
         else OurStep(
-            load_config([f"recipe={recipe}", "preset=paper", *DATA, f"trainer.global_batch_size={batch}"]),
+            compose(recipe, batch, False, extra),
             splits,
             task,
             torch.bfloat16,
@@ -106,7 +124,7 @@ def train_part(recipe: str, batch: int, steps: int, compile: bool, peak: float) 
         "wall_s": time.time() - started,
         "loss_first": statistics.mean(losses[:5]),
         "loss_last": statistics.mean(losses[-5:]),
-        "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30,
+        "peak_memory_gib": peak_memory_bytes(device) / 2**30,
         "model": ours,
     }
 
@@ -120,7 +138,7 @@ def bf16_vs_fp32(ours: OurStep) -> dict:
         x32 = model.embed(batch["inputs"], batch["puzzle_ids"])
         state = model.initial_state(len(x32), device)
         logits32, _ = model.heads(model.segment(state, x32))
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.autocast(device.type, dtype=torch.bfloat16):
             x16 = model.embed(batch["inputs"], batch["puzzle_ids"])
             logits16, _ = model.heads(model.segment(model.initial_state(len(x16), device), x16))
     model.train()
@@ -141,19 +159,24 @@ def main() -> None:
         "--budget", type=float, default=7.5 * 60, help="seconds; parts that would start after it are skipped"
     )
     parser.add_argument("--quick", action="store_true", help="a few steps of every part")
+    parser.add_argument(
+        "--cpu-smoke", action="store_true", help="tiny models on CPU, eager only: checks the script, measures nothing"
+    )
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS.md"))
     args = parser.parse_args()
-    if not torch.cuda.is_available():
+    if not torch.cuda.is_available() and not args.cpu_smoke:
         sys.exit("gpu_check.py needs a CUDA GPU; on CPU use `latentreason bench` (see docs/performance.md).")
-    steps = 5 if args.quick else args.steps
+    steps = 5 if args.quick else 3 if args.cpu_smoke else args.steps
+    extra = SMOKE if args.cpu_smoke else []
+    if args.cpu_smoke:
+        args.batch = 8
     budget = Budget(args.budget)
-    device = torch.device("cuda")
-    torch.backends.cuda.matmul.allow_tf32 = True
+    device = torch.device("cpu" if args.cpu_smoke else "cuda")
     peak = statistics.median(matmul_peak(device, torch.bfloat16, repeats=10))
     results, notes = (
         {
             "peak_bf16_flop_per_s": peak,
-            "gpu": torch.cuda.get_device_name(0),
+            "gpu": torch.cuda.get_device_name(0) if device.type == "cuda" else "CPU smoke test",
             "torch": torch.__version__,
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "command": " ".join(sys.argv),
@@ -162,12 +185,18 @@ def main() -> None:
         [],
     )
     for recipe in RECIPES:
-        for compile in (False, True):
+        for compile in (False,) if args.cpu_smoke else (False, True):
             if budget.left() < 60:
                 notes.append(f"skipped {recipe} compile={compile}: out of time")
                 continue
             part = train_part(
-                recipe, args.batch, steps if recipe == "hrm_sudoku" else max(steps // 2, 5), compile, peak
+                recipe,
+                args.batch,
+                steps if recipe == "hrm_sudoku" else max(steps // 2, 5),
+                compile,
+                peak,
+                device,
+                extra,
             )
             ours = part.pop("model")
             if not compile:
@@ -182,13 +211,21 @@ def main() -> None:
             results["parts"].append(part)
             print(json.dumps(part, default=str), flush=True)
             del ours
-            torch.cuda.empty_cache()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
     if budget.left() > 60:
         from latentreason.peers import reference_hrm_row
 
-        config = load_config(["recipe=hrm_sudoku", "preset=paper", *DATA, f"trainer.global_batch_size={args.batch}"])
+        config = compose("hrm_sudoku", args.batch, False, extra)
         row = reference_hrm_row(
-            config, build_task(config), args.batch, device, torch.bfloat16, 3, steps // 2 or 5, compile=True
+            config,
+            build_task(config),
+            args.batch,
+            device,
+            torch.bfloat16,
+            3,
+            steps // 2 or 5,
+            compile=not args.cpu_smoke,
         )
         if row is not None:
             results["reference_hrm"] = {
@@ -207,11 +244,11 @@ def write(results: dict, out: Path) -> None:
         "",
         f"## GPU check ({results['gpu']}, {results['date']})",
         "",
-        f"`{results['command']}`; torch {results['torch']}; "
-        f"bf16 matmul peak measured in the run: {results['peak_bf16_flop_per_s'] / 1e12:.0f} TFLOP/s.",
+        (f"`{results['command']}`; torch {results['torch']}; "
+        f"bf16 matmul peak measured in the run: {results['peak_bf16_flop_per_s'] / 1e12:.0f} TFLOP/s."),
         "",
-        "| recipe | compiled | batch | step ms (median) | MFU | compile s | peak GiB | loss first -> last "
-        "| bf16 vs fp32 logits | eval ex/s max steps / early exit |",
+        ("| recipe | compiled | batch | step ms (median) | MFU | compile s | peak GiB | loss first -> last "
+        "| bf16 vs fp32 logits | eval ex/s max steps / early exit |"),
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in results["parts"]:
@@ -232,9 +269,11 @@ def write(results: dict, out: Path) -> None:
         best = min(p["step_s"]["median"] for p in ours) if ours else float("nan")
         lines += [
             "",
-            (f"Reference HRM (compiled, same batch): {ref['step_s']['median'] * 1e3:.1f} ms/step, "
-             f"MFU {ref['mfu']:.1%}; "
-            f"our best hrm_sudoku step is {ref['step_s']['median'] / best:.2f}x its steps per second."),
+            (
+                f"Reference HRM (compiled, same batch): {ref['step_s']['median'] * 1e3:.1f} ms/step, "
+                f"MFU {ref['mfu']:.1%}; "
+                f"our best hrm_sudoku step is {ref['step_s']['median'] / best:.2f}x its steps per second."
+            ),
         ]
     lines += [f"- {n}" for n in results["notes"]]
     with open(out, "a") as file:

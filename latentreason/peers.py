@@ -77,7 +77,7 @@ class _null:
 
 
 def hrm_pytorch_row(config, task, batch_size, device, autocast_dtype, warmup, steps) -> Row | None:
-    if importlib.util.find_spec("HRM") is None:
+    if importlib.util.find_spec("HRM") is None or config.core.name not in ("hrm", "looped"):
         return None
     from HRM import HRM
 
