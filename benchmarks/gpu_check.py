@@ -34,16 +34,9 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("LATENTREASON_CACHE", str(ROOT / "benchmarks" / ".cache"))
 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(ROOT / "benchmarks" / ".cache" / "inductor"))
 
-from latentreason.bench import (
-    OurStep,
-    inference_rows,
-    matmul_peak,
-    peak_memory_bytes,
-    spread,
-    time_calls,
-)
-from latentreason.config import load_config
-from latentreason.tasks.base import build_task
+from latentreason.bench import OurStep, inference_rows, matmul_peak, peak_memory_bytes, spread, time_calls  # noqa: E402
+from latentreason.config import load_config  # noqa: E402
+from latentreason.tasks.base import build_task  # noqa: E402
 
 RECIPES = ("hrm_sudoku", "trm_sudoku", "lonly_sudoku")
 DATA = [

@@ -67,7 +67,6 @@ def test_a_compiled_bf16_run_trains_and_finishes_its_early_exit_evaluation(tmp_p
     Before, the evaluation died with FailOnRecompileLimitHit: each segment's smaller batch recompiled.
     """
     from conftest import TINY_RUN
-
     from latentreason.config import load_config
     from latentreason.train.run import run
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import random_batch, tiny_config, tiny_model
 
+from conftest import random_batch, tiny_config, tiny_model
 from latentreason.model import build_model
 
 needs_gpu = pytest.mark.skipif(
