@@ -63,7 +63,6 @@ def test_compiled_early_exit_shares_one_graph_across_batch_sizes_and_matches_eag
 
 def tiny_run(tmp_path, name: str, *overrides: str) -> dict:
     from conftest import TINY_RUN
-
     from latentreason.config import load_config
     from latentreason.train.run import run
 
