@@ -20,7 +20,8 @@ USAGE = """usage:
                     [solutions=FILE] [batch_size=N] [out=DIR]
   latentreason solve ckpt=PATH PUZZLE [png=FILE]                     solve one puzzle, show the grids (and save a PNG)
   latentreason import ckpt=FILE recipe=NAME [out=PATH] [identifiers=FILE] [key=value ...]
-                                                                     convert a checkpoint of the HRM/TRM reference code"""
+                                                                     convert a checkpoint of the HRM/TRM reference code
+  latentreason bench recipe=NAME [steps=N] [json=FILE] [key=value ...] step time, FLOP/s, % of matmul peak, peers, inference"""
 
 
 def _key_values(args: list[str], allowed: set[str], command: str) -> tuple[dict[str, str], list[str]]:
@@ -189,7 +190,15 @@ def cmd_import(args: list[str]) -> None:
     console.print(f"Wrote {out}: use it with `latentreason eval ckpt={out}` or `latentreason solve ckpt={out} PUZZLE`.")
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "data": cmd_data, "eval": cmd_eval, "solve": cmd_solve, "import": cmd_import}
+def cmd_bench(args: list[str]) -> None:
+    from latentreason.bench import cmd_bench as bench
+
+    bench(args)
+
+
+COMMANDS = {
+    "run": cmd_run, "list": cmd_list, "data": cmd_data, "eval": cmd_eval, "solve": cmd_solve, "import": cmd_import, "bench": cmd_bench,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

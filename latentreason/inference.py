@@ -37,6 +37,10 @@ def run_to_halt(model: ReasoningModel, inputs: torch.Tensor, puzzle_ids: torch.T
     max_steps = model.policy.max_steps
     x = model.embed(inputs, puzzle_ids)
     state = model.initial_state(batch, device)
+    # Rows leave as they halt: a compiled core sees a new batch size every segment. Marked dynamic,
+    # one graph serves them all (eager ignores the mark).
+    for tensor in (x, *state.values()):
+        torch._dynamo.maybe_mark_dynamic(tensor, 0)
     active = torch.arange(batch, device=device)  # original row of each row still running
     steps = torch.full((batch,), max_steps, dtype=torch.int32, device=device)
     final_logits: torch.Tensor | None = None

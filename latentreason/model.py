@@ -157,6 +157,10 @@ class ReasoningModel(nn.Module):
         """One segment of reasoning; the estimator decides which updates carry gradient."""
         return self.estimator.run(self.core, state, x)
 
+    def halt_logits(self, state: State) -> HaltLogits:
+        """The halting head alone: Q-ACT's bootstrap segment needs no output logits."""
+        return self.policy.logits(self.core.readout(state))
+
     def heads(self, state: State) -> tuple[torch.Tensor, HaltLogits]:
         hidden = self.core.readout(state)
         logits = self.lm_head(hidden[:, self.puzzle_emb_len :])

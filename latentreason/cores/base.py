@@ -26,8 +26,13 @@ def make_rotary(positions: str, hidden_size: int, num_heads: int, seq_len: int, 
 
 
 def compile_updates(updates: dict, enabled: bool) -> dict:
-    """`trainer.compile`: capture each update function as one graph (no data-dependent Python in them)."""
-    return {k: torch.compile(f, fullgraph=True, dynamic=False) for k, f in updates.items()} if enabled else updates
+    """`trainer.compile`: capture each update function as one graph (no data-dependent Python in them).
+
+    Training runs one batch size, compiled static. Early exit at evaluation (`run_to_halt`) shrinks
+    the batch every segment; it marks the batch dimension dynamic, so those sizes share one graph
+    instead of recompiling per size (which hit dynamo's recompile limit).
+    """
+    return {k: torch.compile(f, fullgraph=True, dynamic=None) for k, f in updates.items()} if enabled else updates
 
 
 @dataclass(frozen=True)

@@ -82,7 +82,7 @@ class Rotary(nn.Module):
         self.register_buffer("sin", angles.sin(), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (batch, heads, length, head_dim)."""
+        """x: (..., length, head_dim), e.g. (batch, heads, length, head_dim)."""
         length = x.shape[-2]
         cos, sin = self.cos[:length].to(x.dtype), self.sin[:length].to(x.dtype)
         half = x.shape[-1] // 2
@@ -103,9 +103,11 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, rotary: Rotary | None) -> torch.Tensor:
         batch, length, _ = x.shape
         qkv = self.qkv(x).view(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
-        if rotary is not None:
-            q, k = rotary(q), rotary(k)
+        if rotary is not None:  # q and k rotated together: one set of elementwise kernels instead of two
+            q, k = rotary(qkv[:2]).unbind(0)
+            v = qkv[2]
+        else:
+            q, k, v = qkv.unbind(0)
         y = F.scaled_dot_product_attention(q, k, v, is_causal=False)
         return self.out(y.transpose(1, 2).reshape(batch, length, -1))
 

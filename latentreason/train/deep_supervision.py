@@ -79,7 +79,7 @@ def train_segment(model: ReasoningModel, carry: Carry, batch: Batch, loss_kind: 
 
     def next_halt_logits():
         with torch.no_grad():
-            return model.heads(model.segment(state, x))[1]
+            return model.halt_logits(model.segment(state, x))
 
     now_halted, targets = model.policy.halt(halt_logits, steps, next_halt_logits)
 

@@ -1,0 +1,89 @@
+"""trainer.compile: compiled updates match eager ones, and early exit does not recompile per batch size."""
+
+from __future__ import annotations
+
+import torch
+from torch._dynamo.utils import counters
+
+from latentreason.inference import run_to_halt
+from latentreason.model import build_model
+
+VOCAB, SEQ = 11, 16
+
+
+def tiny_config(init_bias: float = -5.0) -> dict:
+    return {
+        "core": {
+            "name": "hrm",
+            "hidden_size": 16,
+            "num_heads": 2,
+            "mlp_multiple": 16,
+            "H_layers": 1,
+            "L_layers": 1,
+            "H_cycles": 1,
+            "L_cycles": 2,
+        },
+        "grad": {"name": "one_step"},
+        "halt": {"name": "q_act", "max_steps": 6, "init_bias": init_bias, "eval_halt": "q_halt", "eval_threshold": 0.5},
+        "model": {"puzzle_emb_len": 1},
+    }
+
+
+def leave_at_random(policy, seed: int):
+    """Make `policy` halt about a third of the active rows at every segment (seeded): the batch shrinks each time."""
+    generator = torch.Generator().manual_seed(seed)
+    policy.halt = lambda logits, steps, next_logits: (torch.rand(len(steps), generator=generator) < 0.35, {})
+
+
+def test_compiled_early_exit_shares_one_graph_across_batch_sizes_and_matches_eager():
+    torch.manual_seed(0)
+    eager = build_model(tiny_config(), VOCAB, SEQ)
+    compiled = build_model(tiny_config(), VOCAB, SEQ, compile=True)
+    compiled.load_state_dict(eager.state_dict())
+    eager.eval(), compiled.eval()
+    inputs = torch.randint(1, VOCAB, (24, SEQ))
+    torch._dynamo.reset()
+    counters.clear()
+    leave_at_random(eager.policy, 1)
+    want_logits, want_steps, _ = run_to_halt(eager, inputs)
+    leave_at_random(compiled.policy, 1)
+    got_logits, got_steps, _ = run_to_halt(compiled, inputs)
+    sizes = len(set(want_steps.tolist()))
+    assert sizes >= 4, "the test needs rows halting at several different segments"
+    assert torch.equal(got_steps, want_steps)
+    torch.testing.assert_close(got_logits, want_logits, rtol=1e-4, atol=1e-4)
+    leave_at_random(compiled.policy, 2)  # other batch sizes: served by the same graphs
+    run_to_halt(compiled, inputs[:21])
+    graphs = counters["stats"]["unique_graphs"]
+    # per update function (2): the static graph, the dynamic-batch one, and dynamo's specialisation for size 1
+    assert graphs <= 3 * 2, (
+        f"{graphs} graphs for the batch sizes of two early-exit runs: the shrinking batch recompiles"
+    )
+
+
+def tiny_run(tmp_path, name: str, *overrides: str) -> dict:
+    from conftest import TINY_RUN
+    from latentreason.config import load_config
+    from latentreason.train.run import run
+
+    config = [*TINY_RUN, "trainer.max_steps=3", "halt.max_steps=4", f"output_dir={tmp_path}", f"run_name={name}", *overrides]
+    metrics = run(load_config(config), "hrm_sudoku")
+    assert (tmp_path / name / "final.ckpt").is_file()
+    return metrics
+
+
+def test_a_compiled_run_trains_and_finishes_its_early_exit_evaluation(tmp_path):
+    """A few compiled steps, then the final evaluation with early exit (a Q head that starts undecided).
+
+    Before, the evaluation died with FailOnRecompileLimitHit: each segment's smaller batch recompiled.
+    """
+    early_exit = ["halt.init_bias=0.0", "halt.eval_halt=q_halt", "halt.eval_threshold=0.5"]
+    metrics = tiny_run(tmp_path, "compiled", "trainer.compile=true", *early_exit)
+    assert 1.0 <= metrics["steps"] <= 4.0
+    assert 0.0 <= metrics["exact_accuracy"] <= 1.0
+
+
+def test_a_bf16_mixed_run_trains_on_cpu(tmp_path):
+    """The GPU's precision on CPU: autocast to bf16 through training and evaluation."""
+    metrics = tiny_run(tmp_path, "bf16", "trainer.precision=bf16-mixed")
+    assert 0.0 <= metrics["token_accuracy"] <= 1.0
