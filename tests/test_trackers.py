@@ -73,11 +73,12 @@ def test_an_unknown_logger_is_one_line(tmp_path):
     assert "trainer.logger='tensorbord' is not a logger" in " ".join(result.stdout.split())
 
 
-def test_mlflow_local_store_holds_the_metrics_and_the_config(tmp_path):
+def test_mlflow_local_store_holds_the_metrics_and_the_config(tmp_path, monkeypatch):
     pytest.importorskip("mlflow", reason="the mlflow extra is not installed: pip install 'latentreason[mlflow]'")
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # as the run does: MLflow 3 prefers a database
     from mlflow.tracking import MlflowClient
 
-    run_dir = train(tmp_path, "ml", "trainer.logger=[csv,mlflow]")
+    run_dir = train(tmp_path, "ml", "trainer.logger=[csv,mlflow]", "trainer.max_steps=2")
     client = MlflowClient(tracking_uri=(tmp_path / "mlruns").as_uri())
     experiment = client.get_experiment_by_name("latentreason")
     (run,) = client.search_runs([experiment.experiment_id])
@@ -89,8 +90,8 @@ def test_mlflow_local_store_holds_the_metrics_and_the_config(tmp_path):
 
 def test_wandb_offline_run_is_written_with_no_account(tmp_path):
     pytest.importorskip("wandb", reason="the wandb extra is not installed: pip install 'latentreason[wandb]'")
-    run_dir = train(tmp_path, "wb", "trainer.logger=[csv,wandb]")
+    run_dir = train(tmp_path, "wb", "trainer.logger=[csv,wandb]", "trainer.max_steps=2")
     (offline,) = (run_dir / "wandb").glob("offline-run-*")
-    config = yaml.safe_load((offline / "files" / "config.yaml").read_text())
-    assert config["config"]["value"]["core"]["hidden_size"] == 32
-    assert list(offline.glob("*.wandb"))
+    (records,) = offline.glob("*.wandb")  # what `wandb sync` uploads: the config and every logged row
+    data = records.read_bytes()
+    assert b"hidden_size" in data and b"train/loss" in data and b"test/exact_accuracy" in data

@@ -98,5 +98,6 @@ def build_loggers(config: DictConfig, run_dir: Path, run_name: str, resumed_step
             from lightning.pytorch.loggers import MLFlowLogger
 
             uri = (Path(config.output_dir).resolve() / "mlruns").as_uri()  # one local store for all the runs of output_dir
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 asks for a database unless told this
             loggers.append(MLFlowLogger(**{"experiment_name": "latentreason", "run_name": run_name, "tracking_uri": uri, **extra}))
     return loggers
