@@ -47,13 +47,20 @@ def cmd_run(args: list[str]) -> None:
       trainer.logger=csv  where metrics go: csv, tensorboard, wandb, mlflow, or [csv,tensorboard]
       resume=PATH         continue a stopped run from its checkpoints/last.ckpt
       --dry-run           print the composed config and the parameter count, train nothing
+      -m, --multirun      a sweep: every combination of comma-separated values, one run folder each, a summary
+                          table (docs/sweeps.md); hydra/launcher=joblib runs them in parallel
 
-    example:
+    examples:
       latentreason run recipe=hrm_sudoku preset=cpu trainer.max_steps=200
+      latentreason run -m recipe=hrm_sudoku,lonly_sudoku seed=0,1,2
     """
     from latentreason.config import load_config
+    from latentreason.sweep import MULTIRUN_FLAGS, sweep
     from latentreason.train.run import run
 
+    if any(a in MULTIRUN_FLAGS for a in args):
+        sweep([a for a in args if a not in MULTIRUN_FLAGS])
+        return
     dry_run = "--dry-run" in args
     args = [a for a in args if a != "--dry-run"]
     config = load_config(args)
@@ -236,7 +243,7 @@ def cmd_import(args: list[str]) -> None:
       identifiers=FILE    the reference's identifiers.json: name the puzzle-table rows (docs/reference.md)
 
     example:
-      latentreason import ckpt=checkpoints/hrm-sudoku/step_1000 recipe=hrm_sudoku preset=paper out=hrm.ckpt
+      latentreason import ckpt=HRM-checkpoint-sudoku-extreme/checkpoint recipe=hrm_sudoku out=runs/hrm-sudoku/final.ckpt
     """
     from latentreason.errors import ConfigError
     from latentreason.reference_import import import_checkpoint
@@ -251,7 +258,7 @@ def cmd_import(args: list[str]) -> None:
 
 
 COMMANDS = {"run": cmd_run, "list": cmd_list, "data": cmd_data, "eval": cmd_eval, "solve": cmd_solve, "import": cmd_import}
-FLAGS = {"run": ("--dry-run",)}  # the --flags a command takes besides --help
+FLAGS = {"run": ("--dry-run", "-m", "--multirun")}  # the --flags a command takes besides --help
 
 
 def command_help(name: str) -> str:
