@@ -289,8 +289,7 @@ def check_flags(command: str, args: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from latentreason.errors import ConfigError
-    from latentreason.errors import DatasetFormatError
+    from latentreason.errors import ConfigError, DatasetFormatError
 
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in (*HELP_FLAGS, "help"):
@@ -306,9 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     if any(a in HELP_FLAGS for a in args):
         console.print(command_help(command), markup=False, highlight=False)
         return 0
-    from latentreason.train.preemption import Preempted
-
     from hydra.errors import OverrideParseException
+
+    from latentreason.train.preemption import Preempted
 
     try:
         check_flags(command, args)

@@ -42,7 +42,11 @@ def expand_grid(overrides: list[str]) -> list[list[str]]:
     choices = []
     for override in parsed:
         key = override.get_key_element()
-        values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.get_value_element_as_str()]
+        values = (
+            list(override.sweep_string_iterator())
+            if override.is_sweep_override()
+            else [override.get_value_element_as_str()]
+        )
         choices.append([f"{key}={value}" for value in values])
     return [list(job) for job in itertools.product(*choices)]
 
@@ -55,7 +59,8 @@ def sweep(args: list[str]) -> list[dict]:
     """Run the grid `args` describes (the -m flag removed) and return each job's result; prints the table."""
     import hydra
 
-    from latentreason.config import _store_recipes, config_dir, load_config
+    from latentreason.catalogue import cards_dir
+    from latentreason.config import _store_recipes, load_config
 
     hydra_args = [a for a in args if a.startswith("hydra") or a.startswith("--")]
     grid_args = [a for a in args if a not in hydra_args]
@@ -68,14 +73,16 @@ def sweep(args: list[str]) -> list[dict]:
         hydra_args.append(f"hydra.sweep.dir={sweep_dir}")
     console.print(f"Sweep of {len(jobs)} runs into {sweep_dir}")
     _store_recipes()  # the recipes and plugin cards, in Hydra's ConfigStore, as for every composition
-    app = hydra.main(config_path=str(config_dir("registry")), config_name="config", version_base=None)(run_job)
+    app = hydra.main(config_path=str(cards_dir()), config_name="config", version_base=None)(run_job)
     argv = sys.argv
     sys.argv = ["latentreason run", "--multirun", *grid_args, "hydra/job_logging=none", *hydra_args]
     try:
         app()
     except SystemExit as error:  # Hydra reports a failure of its own (a launcher's) and exits
         if error.code:
-            raise ConfigError(f"Hydra could not launch the sweep (exit code {error.code}); see its message above.") from None
+            raise ConfigError(
+                f"Hydra could not launch the sweep (exit code {error.code}); see its message above."
+            ) from None
     finally:
         sys.argv = argv
     results = read_results(Path(sweep_dir))
@@ -153,14 +160,25 @@ def show_summary(results: list[dict], sweep_dir: Path) -> Path:
         writer = csv.writer(file)
         writer.writerow(["job", *axes, "status", *metrics, "overrides"])
         for r, s in zip(results, settings):
-            writer.writerow([r["job"], *(s.get(k, "") for k in axes), r["status"], *(r["metrics"].get(k, "") for k in metrics), " ".join(r["overrides"])])
+            writer.writerow(
+                [
+                    r["job"],
+                    *(s.get(k, "") for k in axes),
+                    r["status"],
+                    *(r["metrics"].get(k, "") for k in metrics),
+                    " ".join(r["overrides"]),
+                ]
+            )
     table = Table(title=f"Sweep {sweep_dir} ({len(results)} runs)")
     shown = [k for k in SHOWN if k in metrics]
     for column in ("job", *axes, *shown, "status"):
         table.add_column(column, justify="right" if column in shown else "left")
     for r, s in zip(results, settings):
         values = [r["metrics"].get(k) for k in shown]
-        cells = ["" if v is None or math.isnan(v) else (f"{v:.1%}" if k.endswith("accuracy") else f"{v:.2f}") for k, v in zip(shown, values)]
+        cells = [
+            "" if v is None or math.isnan(v) else (f"{v:.1%}" if k.endswith("accuracy") else f"{v:.2f}")
+            for k, v in zip(shown, values)
+        ]
         table.add_row(str(r["job"]), *(s.get(k, "") for k in axes), *cells, r["status"].split(":")[0])
     console.print(table)
     console.print(f"Every metric and override of every run: {path}")

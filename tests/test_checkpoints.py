@@ -11,8 +11,7 @@ import pytest
 import torch
 
 from conftest import TINY_RUN
-from latentreason.train.checkpoints import read_checkpoint
-from latentreason.train.checkpoints import AtomicCheckpointIO
+from latentreason.train.checkpoints import AtomicCheckpointIO, read_checkpoint
 
 TINY = [*TINY_RUN, "trainer.max_steps=6", "trainer.checkpoint_every=2", "trainer.keep_checkpoints=2"]
 

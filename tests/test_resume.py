@@ -14,16 +14,15 @@ import os
 import signal
 import subprocess
 import sys
-
 from pathlib import Path
 
 import pytest
 import torch
+from signal_at_step import override
 
 # 9x9 Sudoku, a 2-segment HRM with Q-ACT (its exploration draws random numbers), the per-puzzle
 # embedding (a buffer trained by SignSGD) and an EMA of the weights: everything a resume must restore.
 from conftest import TINY_RUN
-from signal_at_step import override
 
 TINY = [*TINY_RUN, "halt.exploration_prob=0.5", "trainer.max_steps=8", "trainer.checkpoint_every=3", "trainer.ema=true"]
 KILL_AT = 5  # after the checkpoint of step 3: the resumed run redoes steps 3 and 4

@@ -24,7 +24,9 @@ TINY = [*TINY_RUN, "trainer.max_steps=4", "trainer.checkpoint_every=0"]
 def train(root, name, *extra):
     env = {**os.environ, "LATENTREASON_CACHE": str(root / "cache"), "WANDB_MODE": "offline"}
     args = [*TINY, f"output_dir={root}", f"run_name={name}", *extra]
-    result = subprocess.run([sys.executable, "-m", "latentreason.cli", *args], capture_output=True, text=True, env=env, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "latentreason.cli", *args], capture_output=True, text=True, env=env, timeout=300
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return root / name
 
@@ -41,7 +43,9 @@ def csv_scalars(run_dir) -> dict[str, dict[int, float]]:
 
 
 def test_csv_and_tensorboard_log_the_same_scalars_and_the_config(tmp_path):
-    pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed: pip install 'latentreason[tensorboard]'")
+    pytest.importorskip(
+        "tensorboard", reason="the tensorboard extra is not installed: pip install 'latentreason[tensorboard]'"
+    )
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run_dir = train(tmp_path, "both", "trainer.logger=[csv,tensorboard]")
@@ -55,11 +59,16 @@ def test_csv_and_tensorboard_log_the_same_scalars_and_the_config(tmp_path):
         assert logged[tag] == pytest.approx(by_step, rel=1e-6), tag
     assert len(expected["train/loss"]) == 4
     hparams = yaml.safe_load((run_dir / "tensorboard" / "hparams.yaml").read_text())
-    assert hparams["config"]["core"]["hidden_size"] == 32 and hparams["config"]["trainer"]["logger"] == ["csv", "tensorboard"]
+    assert hparams["config"]["core"]["hidden_size"] == 32 and hparams["config"]["trainer"]["logger"] == [
+        "csv",
+        "tensorboard",
+    ]
 
 
 def test_no_csv_when_the_logger_is_tensorboard_only(tmp_path):
-    pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed: pip install 'latentreason[tensorboard]'")
+    pytest.importorskip(
+        "tensorboard", reason="the tensorboard extra is not installed: pip install 'latentreason[tensorboard]'"
+    )
     run_dir = train(tmp_path, "tb", "trainer.logger=tensorboard")
     assert not (run_dir / "metrics.csv").exists()
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
@@ -68,7 +77,9 @@ def test_no_csv_when_the_logger_is_tensorboard_only(tmp_path):
 def test_an_unknown_logger_is_one_line(tmp_path):
     env = {**os.environ, "LATENTREASON_CACHE": str(tmp_path / "cache")}
     args = [*TINY, f"output_dir={tmp_path}", "trainer.logger=[csv,tensorbord]"]
-    result = subprocess.run([sys.executable, "-m", "latentreason.cli", *args], capture_output=True, text=True, env=env, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "latentreason.cli", *args], capture_output=True, text=True, env=env, timeout=300
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "trainer.logger='tensorbord' is not a logger" in " ".join(result.stdout.split())
 

@@ -21,7 +21,12 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from latentreason.errors import ConfigError
 
 # name -> (the package it needs, the extra that installs it)
-TRACKERS = {"csv": (None, None), "tensorboard": ("tensorboard", "tensorboard"), "wandb": ("wandb", "wandb"), "mlflow": ("mlflow", "mlflow")}
+TRACKERS = {
+    "csv": (None, None),
+    "tensorboard": ("tensorboard", "tensorboard"),
+    "wandb": ("wandb", "wandb"),
+    "mlflow": ("mlflow", "mlflow"),
+}
 
 
 def kept_rows(path: Path, keep_before: int) -> tuple[list[str], list[dict]]:
@@ -44,7 +49,11 @@ class MetricsLogger(CSVLogger):
 
     def __init__(self, run_dir: Path, keep_before: int | None = None):
         super().__init__(run_dir, name="", version="")
-        self._kept = kept_rows(Path(run_dir) / "metrics.csv", keep_before) if keep_before is not None and rank_zero_only.rank == 0 else None
+        self._kept = (
+            kept_rows(Path(run_dir) / "metrics.csv", keep_before)
+            if keep_before is not None and rank_zero_only.rank == 0
+            else None
+        )
 
     @property
     def experiment(self):
@@ -69,11 +78,15 @@ def logger_names(config: DictConfig) -> list[str]:
     names = list(value) if isinstance(value, (list, tuple, ListConfig)) else [str(value)]
     unknown = [n for n in names if n not in TRACKERS]
     if unknown:
-        raise ConfigError(f"trainer.logger={unknown[0]!r} is not a logger; choose from {', '.join(TRACKERS)}, or a list: trainer.logger=[csv,tensorboard].")
+        raise ConfigError(
+            f"trainer.logger={unknown[0]!r} is not a logger; choose from {', '.join(TRACKERS)}, or a list: trainer.logger=[csv,tensorboard]."
+        )
     for name in names:
         package, extra = TRACKERS[name]
         if package and importlib.util.find_spec(package) is None:
-            raise ConfigError(f"trainer.logger={name} needs the {package} package: pip install 'latentreason[{extra}]'.")
+            raise ConfigError(
+                f"trainer.logger={name} needs the {package} package: pip install 'latentreason[{extra}]'."
+            )
     return names
 
 
@@ -88,16 +101,34 @@ def build_loggers(config: DictConfig, run_dir: Path, run_name: str, resumed_step
         elif name == "tensorboard":
             from lightning.pytorch.loggers import TensorBoardLogger
 
-            loggers.append(TensorBoardLogger(**{"save_dir": str(run_dir), "name": "tensorboard", "version": "", "default_hp_metric": False, **extra}))
+            loggers.append(
+                TensorBoardLogger(
+                    **{
+                        "save_dir": str(run_dir),
+                        "name": "tensorboard",
+                        "version": "",
+                        "default_hp_metric": False,
+                        **extra,
+                    }
+                )
+            )
         elif name == "wandb":
             from lightning.pytorch.loggers import WandbLogger
 
             os.environ.setdefault("WANDB_SILENT", "true")
-            loggers.append(WandbLogger(**{"save_dir": str(run_dir), "name": run_name, "project": "latentreason", "offline": True, **extra}))
+            loggers.append(
+                WandbLogger(
+                    **{"save_dir": str(run_dir), "name": run_name, "project": "latentreason", "offline": True, **extra}
+                )
+            )
         elif name == "mlflow":
             from lightning.pytorch.loggers import MLFlowLogger
 
-            uri = (Path(config.output_dir).resolve() / "mlruns").as_uri()  # one local store for all the runs of output_dir
+            uri = (
+                Path(config.output_dir).resolve() / "mlruns"
+            ).as_uri()  # one local store for all the runs of output_dir
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 asks for a database unless told this
-            loggers.append(MLFlowLogger(**{"experiment_name": "latentreason", "run_name": run_name, "tracking_uri": uri, **extra}))
+            loggers.append(
+                MLFlowLogger(**{"experiment_name": "latentreason", "run_name": run_name, "tracking_uri": uri, **extra})
+            )
     return loggers

@@ -20,11 +20,13 @@ from lightning.pytorch.utilities import rank_zero_warn
 from omegaconf import OmegaConf
 from timm.utils import ModelEmaV3
 
-from latentreason.model import adapt_puzzle_table, build_model
 from latentreason.errors import ConfigError
+from latentreason.inference import confidence, run_to_halt
+from latentreason.model import adapt_puzzle_table, build_model
+from latentreason.optim.build import build_optimizer
+from latentreason.optim.schedule import make_scheduler
 from latentreason.tasks.base import Split
 from latentreason.train.checkpoints import rng_state, set_rng_state, step_seed
-from latentreason.inference import confidence, run_to_halt
 from latentreason.train.deep_supervision import Carry, per_row_results, train_segment
 from latentreason.train.ema import (
     ema_parameters,
@@ -34,8 +36,6 @@ from latentreason.train.ema import (
 )
 from latentreason.train.losses import check_loss
 from latentreason.train.metrics import ReasoningMetrics
-from latentreason.optim.build import build_optimizer
-from latentreason.optim.schedule import make_scheduler
 
 EXAMPLE_KEYS = ("inputs", "labels", "puzzle_ids")
 
