@@ -20,7 +20,7 @@ from latentreason.catalogue import add_config_dir
 from latentreason.registry import register
 
 
-__all__ = ["register", "add_config_dir", "load_config", "run", "components", "recipes"]
+__all__ = ["register", "add_config_dir", "load_config", "run", "load", "components", "recipes"]
 
 
 def load_config(overrides: Sequence[str] = ()):
@@ -46,6 +46,23 @@ def run(overrides: Sequence[str] | Any = (), recipe: str | None = None) -> dict[
     if recipe is None:
         recipe = next((o.split("=", 1)[1] for o in overrides if o.startswith("recipe=")), None)
     return train(load_config(overrides), recipe)
+
+
+def load(path, device: str | None = None):
+    """A trained model from a checkpoint of `latentreason run`, for `.solve(puzzle)` and `.predict(batch)`.
+
+    The same inference path as `latentreason eval` and `solve` (`latentreason.inference`):
+
+    ```python
+    model = latentreason.load("runs/hrm_sudoku-cpu-20250101-120000/final.ckpt")
+    solution = model.solve("530070000600195000098000060800060003400803001700020006060000280000419005000080079")
+    solution.answer, solution.segments, solution.confidence
+    out = model.predict(model.task.splits()["test"])   # predictions, steps, confidence, metrics
+    ```
+    """
+    from latentreason.inference import load_checkpoint
+
+    return load_checkpoint(path, device)
 
 
 def components(kind: str | None = None) -> list[tuple[str, str, str]]:

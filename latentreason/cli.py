@@ -2,26 +2,21 @@
 
 Arguments are Hydra-style `key=value` overrides. A bare `latentreason key=value ...` means `run`,
 so that Lightning's multi-process launcher, which re-runs the command line, works unchanged.
+
+Each command is one `cmd_*` function in COMMANDS; its docstring is its help: the first line is its
+summary in `latentreason --help`, the whole text is `latentreason <command> --help` (a usage line,
+its options, an example). A new command is a function with such a docstring and an entry in COMMANDS.
 """
 
 from __future__ import annotations
 
+import inspect
 import sys
 from pathlib import Path
 
 from latentreason.console import console
 
-USAGE = """usage:
-  latentreason run recipe=NAME [preset=cpu|paper] [key=value ...]   train, evaluate, save a checkpoint
-  latentreason list [core|grad|halt|task|recipe]                     registered components and recipes
-  latentreason data recipe=NAME [key=value ...]                      build and cache the recipe's dataset
-  latentreason data fetch NAME [dir=PATH]                            download a paper's dataset (data fetch --help: the list)
-  latentreason eval ckpt=PATH [data=FILE|test|train] [limit=N]       token and exact accuracy (ARC: pass@k, submission.json)
-                    [solutions=FILE] [batch_size=N] [out=DIR]
-  latentreason solve ckpt=PATH PUZZLE [png=FILE]                     solve one puzzle, show the grids (and save a PNG)
-  latentreason import ckpt=FILE recipe=NAME [out=PATH] [identifiers=FILE] [key=value ...]
-                                                                     convert a checkpoint of the HRM/TRM reference code
-  latentreason bench recipe=NAME [steps=N] [json=FILE] [key=value ...] step time, FLOP/s, % of matmul peak, peers, inference"""
+HELP_FLAGS = ("-h", "--help")
 
 
 def _key_values(args: list[str], allowed: set[str], command: str) -> tuple[dict[str, str], list[str]]:
@@ -41,9 +36,31 @@ def _key_values(args: list[str], allowed: set[str], command: str) -> tuple[dict[
 
 
 def cmd_run(args: list[str]) -> None:
+    """Train a model from a recipe, evaluate it on the held-out split, save a checkpoint.
+
+    usage: latentreason run recipe=NAME [preset=auto|cpu|paper] [key=value ...] [--dry-run]
+
+    options:
+      recipe=NAME         a recipe (latentreason list recipe); its parts: core=, grad=, halt=, task=, optim=
+      preset=auto         cpu: the recipe's small CPU preset; paper: its paper configuration; auto: cpu without a GPU
+      key=value           any config setting, e.g. core.H_cycles=3 trainer.max_steps=2000 seed=1
+      trainer.logger=csv  where metrics go: csv, tensorboard, wandb, mlflow, or [csv,tensorboard]
+      resume=PATH         continue a stopped run from its checkpoints/last.ckpt
+      --dry-run           print the composed config and the parameter count, train nothing
+      -m, --multirun      a sweep: every combination of comma-separated values, one run folder each, a summary
+                          table (docs/sweeps.md); hydra/launcher=joblib runs them in parallel
+
+    examples:
+      latentreason run recipe=hrm_sudoku preset=cpu trainer.max_steps=200
+      latentreason run -m recipe=hrm_sudoku,lonly_sudoku seed=0,1,2
+    """
     from latentreason.config import load_config
+    from latentreason.sweep import MULTIRUN_FLAGS, sweep
     from latentreason.train.run import run
 
+    if any(a in MULTIRUN_FLAGS for a in args):
+        sweep([a for a in args if a not in MULTIRUN_FLAGS])
+        return
     dry_run = "--dry-run" in args
     args = [a for a in args if a != "--dry-run"]
     config = load_config(args)
@@ -64,19 +81,27 @@ def cmd_run(args: list[str]) -> None:
     run(config, recipe)
 
 
-DATA_USAGE = """usage:
-  latentreason data recipe=NAME [key=value ...]   build and cache the dataset a run of the recipe would use
-  latentreason data fetch NAME [dir=PATH]         download a benchmark dataset (sudoku-extreme, maze-30x30-hard,
-                                                  arc-agi-1, arc-agi-2, concept-arc); data fetch --help lists them"""
-
-
 def cmd_data(args: list[str]) -> None:
+    """Build the dataset of a recipe and cache it, or download a paper's dataset (`data fetch`).
+
+    usage: latentreason data recipe=NAME [preset=auto|cpu|paper] [key=value ...]
+           latentreason data fetch NAME [dir=PATH]     (latentreason data fetch --help: the datasets)
+
+    options:
+      recipe=NAME         the recipe whose task to build (latentreason list recipe)
+      task.KEY=VALUE      any task setting, e.g. task.train_puzzles=1000
+      fetch NAME          download sudoku-extreme, maze-30x30-hard, arc-agi-1, arc-agi-2 or concept-arc
+
+    example:
+      latentreason data recipe=hrm_sudoku preset=cpu
+      latentreason data fetch sudoku-extreme
+    """
     if args and args[0] == "fetch":
         from latentreason.fetch import command
 
         return command(args[1:])
-    if not args or args[0] in ("-h", "--help", "help"):
-        console.print(DATA_USAGE, markup=False)
+    if not args:  # no recipe: say how to use it rather than build the default 9x9 paper-size data
+        console.print(command_help("data"), markup=False, highlight=False)
         return None
     from latentreason.config import load_config
     from latentreason.tasks.base import build_task, cache_root
@@ -87,13 +112,25 @@ def cmd_data(args: list[str]) -> None:
 
 
 def cmd_list(args: list[str]) -> None:
+    """List the registered components (built-in and plugins) and the recipes.
+
+    usage: latentreason list [KIND]
+
+    options:
+      KIND                only this kind: a component kind (core, grad, halt, task, ...) or recipe
+
+    example:
+      latentreason list halt
+    """
     from rich.table import Table
 
     from latentreason import catalogue, registry
     from latentreason.errors import ConfigError
 
-    kind = args[0] if args else None
     kinds = list(registry.KINDS) + ["recipe"]
+    if len(args) > 1:
+        raise ConfigError(f"`latentreason list` takes at most one kind, got {' '.join(args)}; kinds: {', '.join(kinds)}.")
+    kind = args[0] if args else None
     if kind and kind not in kinds:
         raise ConfigError(f"Unknown kind {kind!r}; kinds: {', '.join(kinds)}.{registry.close_matches(kind, kinds)}")
     table = Table(title="latentreason components and recipes")
@@ -113,6 +150,21 @@ def cmd_list(args: list[str]) -> None:
 
 
 def cmd_eval(args: list[str]) -> None:
+    """Score a checkpoint: token and exact accuracy (ARC: pass@k and a submission.json).
+
+    usage: latentreason eval ckpt=PATH [data=test|train|FILE] [solutions=FILE] [limit=N] [batch_size=N] [out=DIR]
+
+    options:
+      ckpt=PATH           a checkpoint of `latentreason run` (runs/<run>/final.ckpt)
+      data=test           the held-out split (default), the training split, or a data file of the task
+      solutions=FILE      ARC: the solutions of a combined challenges file given as data=
+      limit=N             only the first N examples
+      batch_size=N        examples per forward pass (default: the run's trainer.eval_batch_size)
+      out=DIR             where task scores are written (default: <run>/eval-<data>)
+
+    example:
+      latentreason eval ckpt=runs/hrm_sudoku-cpu-20250101-120000/final.ckpt limit=500
+    """
     from latentreason.errors import ConfigError
     from latentreason.inference import load_checkpoint
     from latentreason.train.run import format_scores
@@ -156,6 +208,19 @@ def _positive(options: dict[str, str], key: str, default: int) -> int:
 
 
 def cmd_solve(args: list[str]) -> None:
+    """Solve one puzzle with a checkpoint and show the grids (and save them as a PNG).
+
+    usage: latentreason solve ckpt=PATH PUZZLE [png=FILE]
+
+    options:
+      ckpt=PATH           a checkpoint of `latentreason run`
+      PUZZLE              the puzzle on one line (Sudoku: 81 digits, 0 or . for blanks), or a file holding it;
+                          ARC: a task .json
+      png=FILE            also save the grids as a PNG
+
+    example:
+      latentreason solve ckpt=runs/hrm_sudoku-cpu-20250101-120000/final.ckpt 530070000600195000098000060800060003400803001700020006060000280000419005000080079
+    """
     from latentreason.errors import ConfigError
     from latentreason.inference import load_checkpoint
     from latentreason.render import save_png, show
@@ -177,7 +242,19 @@ def cmd_solve(args: list[str]) -> None:
 
 
 def cmd_import(args: list[str]) -> None:
-    """Convert a state dict saved by sapientinc/HRM's or TinyRecursiveModels' pretrain.py into our checkpoint."""
+    """Convert a checkpoint of the HRM/TRM reference code (sapientinc/HRM's or TinyRecursiveModels' pretrain.py) into ours.
+
+    usage: latentreason import ckpt=FILE recipe=NAME [out=PATH] [identifiers=FILE] [key=value ...]
+
+    options:
+      ckpt=FILE           a state dict saved by the reference's pretrain.py (compiled or not)
+      recipe=NAME         the recipe whose model it is (with key=value settings for its sizes)
+      out=PATH            where to write our checkpoint
+      identifiers=FILE    the reference's identifiers.json: name the puzzle-table rows (docs/reference.md)
+
+    example:
+      latentreason import ckpt=HRM-checkpoint-sudoku-extreme/checkpoint recipe=hrm_sudoku out=runs/hrm-sudoku/final.ckpt
+    """
     from latentreason.errors import ConfigError
     from latentreason.reference_import import import_checkpoint
 
@@ -191,34 +268,88 @@ def cmd_import(args: list[str]) -> None:
 
 
 def cmd_bench(args: list[str]) -> None:
+    """Time training steps and inference: step time, FLOP/s, % of a matmul peak measured in the same run, peers.
+
+    usage: latentreason bench recipe=NAME [steps=N] [warmup=N] [json=FILE] [key=value ...]
+           latentreason bench ckpt=PATH [limit=N]      (inference only, on a trained checkpoint)
+
+    options:
+      recipe=NAME         the recipe to time (its preset and overrides apply as in `run`)
+      steps=N, warmup=N   measured and warm-up steps
+      json=FILE           also write the results, with machine, date, torch version and the command
+
+    example:
+      latentreason bench recipe=hrm_sudoku preset=cpu task.box=3
+    """
     from latentreason.bench import cmd_bench as bench
 
     bench(args)
 
 
 COMMANDS = {
-    "run": cmd_run, "list": cmd_list, "data": cmd_data, "eval": cmd_eval, "solve": cmd_solve, "import": cmd_import, "bench": cmd_bench,
+    "run": cmd_run, "list": cmd_list, "data": cmd_data, "eval": cmd_eval, "solve": cmd_solve, "import": cmd_import,
+    "bench": cmd_bench,
 }
+FLAGS = {"run": ("--dry-run", "-m", "--multirun")}  # the --flags a command takes besides --help
+
+
+def command_help(name: str) -> str:
+    """The help of one command: its function's docstring."""
+    return inspect.getdoc(COMMANDS[name]) or name
+
+
+def usage() -> str:
+    """`latentreason --help`: one line per command, from the first line of its help."""
+    width = max(len(name) for name in COMMANDS)
+    lines = [f"  {name:<{width}}  {command_help(name).splitlines()[0]}" for name in COMMANDS]
+    return "\n".join([
+        "usage: latentreason COMMAND [key=value ...]    (latentreason COMMAND --help: its options and an example)", "",
+        "commands:", *lines, "",
+        "A bare `latentreason key=value ...` means `latentreason run key=value ...`.",
+    ])
+
+
+def check_flags(command: str, args: list[str]) -> None:
+    """A --flag the command does not take is one clear line (Hydra would otherwise fail to parse it)."""
+    from latentreason.errors import ConfigError
+
+    known = FLAGS.get(command, ())
+    for arg in args:
+        if arg.startswith("-") and "=" not in arg and arg not in known:
+            takes = f"; it takes {', '.join(known)} and key=value options" if known else "; it takes key=value options"
+            raise ConfigError(f"`latentreason {command}` has no option {arg!r}{takes}. See: latentreason {command} --help")
 
 
 def main(argv: list[str] | None = None) -> int:
-    from latentreason.errors import ConfigError
-    from latentreason.errors import DatasetFormatError
-    from latentreason.errors import DownloadError
+    from latentreason.errors import ConfigError, DatasetFormatError
 
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] in ("-h", "--help", "help"):
-        console.print(USAGE, markup=False)  # the brackets are syntax, not rich markup
+    if not args or args[0] in (*HELP_FLAGS, "help"):
+        console.print(usage(), markup=False, highlight=False)  # the brackets are syntax, not rich markup
         return 0
-    command = args.pop(0) if args[0] in COMMANDS else ("run" if "=" in args[0] or args[0] == "--dry-run" else args[0])
+    command = args.pop(0) if args[0] in COMMANDS else ("run" if "=" in args[0] or args[0].startswith("-") else args[0])
     if command not in COMMANDS:
         from latentreason.registry import close_matches
 
         console.print(f"[red]Unknown command {command!r}.{close_matches(command, COMMANDS)}[/]")
-        console.print(USAGE, markup=False)
+        console.print(usage(), markup=False, highlight=False)
         return 2
+    if any(a in HELP_FLAGS for a in args) and not (command == "data" and args[:1] == ["fetch"]):  # fetch has its own
+        console.print(command_help(command), markup=False, highlight=False)
+        return 0
+    from hydra.errors import OverrideParseException
+
+    from latentreason.train.preemption import Preempted
+
     try:
+        check_flags(command, args)
         COMMANDS[command](args)
+    except OverrideParseException as error:  # a key=value Hydra cannot parse
+        console.print(f"[red]error:[/] cannot read the overrides: {(str(error).strip().splitlines() or [''])[0]}", markup=True)
+        return 2
+    except Preempted as error:  # SIGTERM/SIGUSR1: the checkpoint is saved; 128 + SIGTERM says "stopped, not finished"
+        console.print(f"[yellow]Pre-empted:[/] {error}", markup=True)
+        return 143
     except (ConfigError, DatasetFormatError, DownloadError, FileNotFoundError, FloatingPointError) as error:
         # The framework's own checks (ConfigError: config, checkpoints, out of memory), bad data files,
         # missing files and a non-finite loss end in one line; anything else is a bug and keeps its traceback.

@@ -19,6 +19,7 @@ from latentreason.model import ReasoningModel, adapt_puzzle_table, build_model
 from latentreason.tasks.base import Split, Task, build_task
 from latentreason.train.checkpoints import read_checkpoint
 from latentreason.train.deep_supervision import per_row_results
+from latentreason.train.losses import IGNORE_LABEL
 from latentreason.train.metrics import ReasoningMetrics
 
 
@@ -81,6 +82,25 @@ def confidence(halt_logits: dict[str, torch.Tensor], rows: int) -> torch.Tensor:
 
 
 @dataclass
+class Solution:
+    """What a model made of one puzzle: its answer, and how it got there.
+
+    `answer` is the predicted output as the task writes it (Sudoku: the grid as text; None for tasks shown
+    only as grids, Maze and ARC); `predictions`,
+    `segments` and `confidence` hold one row per variant the task ran (one, except ARC's augmented
+    variants): the predicted tokens, the segments run before halting, and the halting head's
+    confidence (sigmoid of q_halt; 0.5 for policies without a halting head). `panels` are the
+    grids `latentreason solve` shows (`latentreason.render.show(solution.panels)`).
+    """
+
+    answer: str | None
+    predictions: torch.Tensor
+    segments: torch.Tensor
+    confidence: torch.Tensor
+    panels: list
+
+
+@dataclass
 class TrainedModel:
     """A model read from a checkpoint, with the task and config it was trained with."""
 
@@ -106,8 +126,26 @@ class TrainedModel:
             self.puzzle_names = names
             console.print(f"[yellow]{message}[/]")
 
-    def predict(self, split: Split, batch_size: int | None = None, limit: int | None = None) -> dict:
-        """Run every row of `split` to its halting step: predicted tokens, confidence, steps and the usual metrics."""
+    def solve(self, puzzle: str) -> Solution:
+        """Solve one puzzle given as `latentreason solve` takes it (the puzzle on one line, or a file)."""
+        split = self.task.puzzle_split(puzzle)
+        self.use_puzzle_names(split)
+        out = self.predict(split)
+        panels = self.task.present(split, out["predictions"], out["confidence"])
+        try:
+            answer = self.task.render(out["predictions"][0])
+        except NotImplementedError:  # a task shown only as grids (maze, ARC): see `panels`
+            answer = None
+        return Solution(answer, out["predictions"], out["steps"], out["confidence"], panels)
+
+    def predict(self, split: Split | torch.Tensor, batch_size: int | None = None, limit: int | None = None) -> dict:
+        """Run every row of `split` to its halting step: predicted tokens, confidence, steps and the usual metrics.
+
+        `split` is a dict of `inputs` (rows of token ids), `labels` and `puzzle_ids`, as the task's
+        splits are; or just the inputs (a tensor, or a dict without labels): then there is nothing
+        to score, and the metrics count only the rows and their segments.
+        """
+        split = as_split(split)
         batch_size = batch_size or int(self.config.trainer.eval_batch_size)
         count = len(split["inputs"]) if limit is None else min(limit, len(split["inputs"]))
         metrics, predictions, confidences, segments = ReasoningMetrics(), [], [], []
@@ -131,6 +169,18 @@ class TrainedModel:
             "count": count,
             "metrics": {k: float(v) for k, v in metrics.compute().items()},
         }
+
+
+def as_split(batch: Split | torch.Tensor) -> Split:
+    """A dict of inputs, labels and puzzle ids from a tensor of inputs or a dict that lacks some (nothing to score)."""
+    split = {"inputs": batch} if torch.is_tensor(batch) else dict(batch)
+    inputs = torch.as_tensor(split["inputs"])
+    if inputs.ndim == 1:
+        inputs = inputs.unsqueeze(0)
+    split["inputs"] = inputs
+    split.setdefault("labels", torch.full_like(inputs, IGNORE_LABEL, dtype=torch.long))
+    split.setdefault("puzzle_ids", torch.zeros(len(inputs), dtype=torch.long))
+    return split
 
 
 def load_checkpoint(path: str | Path, device: str | None = None) -> TrainedModel:

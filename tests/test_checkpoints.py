@@ -11,15 +11,13 @@ import pytest
 import torch
 
 from conftest import TINY_RUN
-from latentreason.train.checkpoints import read_checkpoint
-from latentreason.train.run import AtomicCheckpointIO
+from latentreason.train.checkpoints import AtomicCheckpointIO, read_checkpoint
 
 TINY = [*TINY_RUN, "trainer.max_steps=6", "trainer.checkpoint_every=2", "trainer.keep_checkpoints=2"]
 
 
 def latentreason(*args, cache):
     env = {**os.environ, "LATENTREASON_CACHE": str(cache)}
-    env.pop("LATENTREASON_KILL_AT_STEP", None)
     result = subprocess.run([sys.executable, "-m", "latentreason.cli", *args], capture_output=True, text=True, env=env, timeout=300)
     return result, " ".join((result.stdout + result.stderr).split())
 

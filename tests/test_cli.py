@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import TINY_RUN
+from latentreason.cli import COMMANDS
 from latentreason.tasks import sudoku_data as sd
 
 TINY = [*TINY_RUN, "trainer.max_steps=6", "trainer.eval_every=3", "trainer.eval_size=8", "trainer.checkpoint_every=3"]
@@ -108,12 +109,43 @@ def test_list_shows_components_and_recipes():
         assert (kind, name) in rows, (kind, name)
 
 
-def test_help_shows_every_option():
-    """The usage text keeps its [optional] parts (rich would read them as markup and drop them)."""
+def test_help_lists_every_command():
     result = latentreason("--help")
     assert result.returncode == 0
-    for option in ("[preset=cpu|paper]", "[core|grad|halt|task|recipe]", "[data=FILE|test|train]", "[solutions=FILE]", "[out=DIR]", "[png=FILE]"):
-        assert option in result.stdout, option
+    for command in COMMANDS:
+        assert f"  {command} " in result.stdout, command
+
+
+def test_data_help_is_help_not_a_hydra_traceback():
+    result = latentreason("data", "--help")
+    assert result.returncode == 0 and "Traceback" not in result.stdout + result.stderr
+    assert "usage: latentreason data" in result.stdout
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_command_has_help_with_usage_options_and_an_example(command, capsys):
+    """`latentreason <command> --help` exits 0, and keeps its [optional] parts (rich would read them
+    as markup and drop them). In-process: a subprocess per command would cost seconds each."""
+    from latentreason.cli import main
+
+    assert main([command, "--help"]) == 0
+    text = capsys.readouterr().out
+    assert f"usage: latentreason {command}" in text and "options:" in text and f"\n  latentreason {command} " in text
+    brackets = [part for line in text.splitlines() if line.startswith("usage:") for part in line.split() if part.startswith("[")]
+    assert all(part in text for part in brackets)
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["data", "--verbose"], "`latentreason data` has no option '--verbose'"),
+    (["run", "--dry"], "`latentreason run` has no option '--dry'; it takes --dry-run"),
+    (["data", "recipe=["], "cannot read the overrides"),
+    (["eval", "ckpt=x", "batch=3"], "`latentreason eval` has no option 'batch'"),
+])
+def test_a_wrong_option_is_one_clear_line(args, expected):
+    result = latentreason(*args)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stdout + result.stderr
+    assert expected in " ".join(result.stdout.split())
 
 
 def _swiglu(d_in, width):

@@ -42,7 +42,7 @@ def console_script() -> str:
 
 
 def latentreason(root, *args):
-    env = {k: v for k, v in os.environ.items() if k != "LATENTREASON_KILL_AT_STEP"}
+    env = dict(os.environ)
     env.update(LATENTREASON_CACHE=str(root / "cache"), PYTHONUNBUFFERED="1")
     result = subprocess.run([console_script(), *args], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr

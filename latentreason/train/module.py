@@ -7,16 +7,10 @@ step s is a pure function of (seed, s), so a resumed run sees exactly the data i
 The random draws of step s (Q-ACT exploration, diffusion noise) come from a generator seeded by
 (seed, s, rank), so they too are the same in a resumed run, whatever drew from the global random
 state in between (evaluation, a data loader, a plugin).
-
-Test hook: with the environment variable LATENTREASON_KILL_AT_STEP=K, the process kills itself
-with SIGKILL at the start of step K (after the checkpoint of step K, if one was due, was written),
-unless the run started at step K; tests use it to check that a resume is exact.
 """
 
 from __future__ import annotations
 
-import os
-import signal
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
@@ -26,11 +20,13 @@ from lightning.pytorch.utilities import rank_zero_warn
 from omegaconf import OmegaConf
 from timm.utils import ModelEmaV3
 
-from latentreason.model import adapt_puzzle_table, build_model
 from latentreason.errors import ConfigError
+from latentreason.inference import confidence, run_to_halt
+from latentreason.model import adapt_puzzle_table, build_model
+from latentreason.optim.build import build_optimizer
+from latentreason.optim.schedule import make_scheduler
 from latentreason.tasks.base import Split
 from latentreason.train.checkpoints import rng_state, set_rng_state, step_seed
-from latentreason.inference import confidence, run_to_halt
 from latentreason.train.deep_supervision import Carry, per_row_results, train_segment
 from latentreason.train.ema import (
     ema_parameters,
@@ -40,8 +36,6 @@ from latentreason.train.ema import (
 )
 from latentreason.train.losses import check_loss
 from latentreason.train.metrics import ReasoningMetrics
-from latentreason.optim.build import build_optimizer
-from latentreason.optim.schedule import make_scheduler
 
 EXAMPLE_KEYS = ("inputs", "labels", "puzzle_ids")
 
@@ -115,7 +109,6 @@ class LatentReasoningModule(L.LightningModule):
         self._collected: list[tuple[torch.Tensor, ...]] = []
         self.stream: ExampleStream | None = None
         self._saved_rng: dict | None = None  # global random state of a checkpoint, restored at the first step
-        self._first_step: int | None = None
         # EMA of the weights (trainer.ema), held in a plain list on purpose: as an attribute, nn.Module
         # would register it as a submodule, and its copy of the weights would join self.parameters()
         # (Lightning's optimizer hooks, DDP's gradient buckets, parameter counts) and state_dict() (so
@@ -170,14 +163,9 @@ class LatentReasoningModule(L.LightningModule):
         return [optimizer], [scheduler]
 
     def on_train_batch_start(self, batch, batch_idx) -> None:
-        if self._first_step is None:
-            self._first_step = self.global_step
         if self._saved_rng is not None:  # after the loader's iterator was made, which draws from it
             set_rng_state(self._saved_rng)
             self._saved_rng = None
-        kill_at = os.environ.get("LATENTREASON_KILL_AT_STEP")
-        if kill_at and self.global_step == int(kill_at) and self.global_step != self._first_step:
-            os.kill(os.getpid(), signal.SIGKILL)  # test hook (see the module's docstring)
 
     @contextmanager
     def _step_rng(self):

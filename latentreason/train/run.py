@@ -2,32 +2,31 @@
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import os
 import time
 import warnings
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import torch
-from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
-from lightning.pytorch.loggers import CSVLogger
-from lightning.pytorch.loggers.csv_logs import ExperimentWriter
-from lightning.pytorch.loggers.logger import rank_zero_experiment
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from latentreason.console import console
 from latentreason.errors import ConfigError
 from latentreason.tasks.base import Task, build_task
-from latentreason.train.checkpoints import read_checkpoint
+from latentreason.train.checkpoints import AtomicCheckpointIO, read_checkpoint
 from latentreason.train.ema import load_ema_parameters
+from latentreason.train.loggers import build_loggers
 from latentreason.train.module import LatentReasoningModule, fit_puzzle_table
+from latentreason.train.preemption import Preemption
+from latentreason.train.progress import StepProgressBar
 
 RUN_NAME_ENV = "LATENTREASON_RUN_NAME"  # lets the processes Lightning's DDP launcher starts write to the same folder
 
@@ -46,72 +45,6 @@ def quiet_lightning() -> None:
         "torch.distributed.nn.functional.all_gather is deprecated",  # inside Lightning's all_gather
     ):
         warnings.filterwarnings("ignore", message=message)
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write to a temporary file, flush it to disk, then rename: an interrupted save never leaves a broken checkpoint.
-
-    os.replace is atomic on POSIX and Windows, so `path` is at any moment either the previous
-    complete checkpoint or the new complete one; a failed write removes its temporary file.
-    """
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        try:
-            with open(tmp, "wb") as file:
-                torch.save(checkpoint, file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable
-            folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(folder)
-            finally:
-                os.close(folder)
-
-
-class _ResumedWriter(ExperimentWriter):
-    """Lightning's CSV writer, except that on a resume it keeps the rows of the steps before the resumed one."""
-
-    def __init__(self, log_dir: str, keep_before: int | None = None):
-        self.keep_before = keep_before  # read by _check_log_dir_exists, which the parent's __init__ calls
-        super().__init__(log_dir=log_dir)
-
-    def _check_log_dir_exists(self) -> None:
-        path = self.metrics_file_path
-        if self.keep_before is None or not os.path.isfile(path):
-            return super()._check_log_dir_exists()
-        with open(path, newline="") as file:
-            reader = csv.DictReader(file)
-            fields = list(reader.fieldnames or [])
-            rows = [r for r in reader if (r.get("step") or "").isdigit() and int(r["step"]) < self.keep_before]
-        with open(path, "w", newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(rows)
-        self.metrics_keys = fields
-
-
-class MetricsLogger(CSVLogger):
-    """`metrics.csv` in the run folder; a run resumed in its own folder continues the file."""
-
-    def __init__(self, run_dir: Path, keep_before: int | None = None):
-        super().__init__(run_dir, name="", version="")
-        self._keep_before = keep_before
-
-    @property
-    @rank_zero_experiment
-    def experiment(self) -> ExperimentWriter:
-        if self._experiment is None:
-            self._fs.makedirs(self.root_dir, exist_ok=True)
-            self._experiment = _ResumedWriter(log_dir=self.log_dir, keep_before=self._keep_before)
-        return self._experiment
 
 
 POSITIVE_INTS = ("global_batch_size", "max_steps", "eval_batch_size", "log_every", "keep_checkpoints", "num_nodes")
@@ -224,37 +157,68 @@ def init_weights(module: LatentReasoningModule, path: str) -> str:
 def run(config: DictConfig, recipe: str | None = None) -> dict[str, float]:
     """Train, then evaluate on the whole held-out split at max steps; returns the final metrics."""
     check_run_config(config)
-    t = config.trainer
+    prepare_process(config)
+    run_dir, run_name = make_run_dir(config, recipe)
+    task, splits, module = build_module(config)
+    resume = config.get("resume")
+    resumed_step = check_resume(resume, config, module) if resume else None
+    if config.get("init_from") and not resume:
+        say(init_weights(module, config.init_from))
+    say(describe_run(config, recipe, task, splits, module, run_dir, resume, resumed_step))
+    checkpoints = periodic_checkpoints(config, run_dir)
+    callbacks = build_callbacks(config, run_dir, checkpoints)
+    trainer = make_trainer(config, callbacks, build_loggers(config, run_dir, run_name, resumed_step), run_dir)
+    check_world_size(config, trainer)
+    results, train_seconds = fit_and_test(config, trainer, module, resume, run_name, checkpoints, callbacks[1])
+    final = run_dir / "final.ckpt"
+    trainer.save_checkpoint(final, weights_only=False)
+    return report(config, task, splits, module, trainer, results, train_seconds, final, run_dir)
+
+
+def say(*args, **kwargs) -> None:
+    """Print on the main process only: the processes Lightning's DDP launcher starts stay quiet."""
+    if rank_zero_only.rank == 0:
+        console.print(*args, **kwargs)
+
+
+def prepare_process(config: DictConfig) -> None:
+    """Quiet Lightning, seed every generator, set the CPU threads."""
     quiet_lightning()
     L.seed_everything(int(config.seed), workers=True, verbose=False)
-    if t.threads:
-        torch.set_num_threads(int(t.threads))
-    gpu = torch.cuda.is_available() and t.accelerator in ("auto", "gpu", "cuda")
-    precision = ("bf16-mixed" if gpu else "32-true") if t.precision == "auto" else t.precision
+    if config.trainer.threads:
+        torch.set_num_threads(int(config.trainer.threads))
+
+
+def make_run_dir(config: DictConfig, recipe: str | None) -> tuple[Path, str]:
+    """The run folder (named by run_name, or by recipe, preset and time), with the config saved in it."""
     if not config.run_name and not os.environ.get(RUN_NAME_ENV) and launched_externally():
         raise ConfigError("Started by torchrun or srun, every process names the run folder itself: pass run_name=NAME so that all write to the same one.")
     run_name = config.run_name or os.environ.get(RUN_NAME_ENV) or f"{recipe or 'run'}-{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = Path(config.output_dir) / run_name
-    main_process = rank_zero_only.rank == 0  # the processes Lightning's DDP launcher starts stay quiet
-    say = console.print if main_process else (lambda *args, **kwargs: None)
     resume = config.get("resume")
     if resume:  # continuing in the same folder: its checkpoints are expected there
         warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
-    if resume and not Path(resume).is_file():
-        read_checkpoint(resume, option="resume")  # says that it does not exist, and names the run's checkpoints
+        if not Path(resume).is_file():
+            read_checkpoint(resume, option="resume")  # says that it does not exist, and names the run's checkpoints
     run_dir.mkdir(parents=True, exist_ok=True)
-    if main_process:
+    if rank_zero_only.rank == 0:
         OmegaConf.save(config, run_dir / "config.yaml")
+    return run_dir, run_name
 
+
+def build_module(config: DictConfig) -> tuple[Task, dict, LatentReasoningModule]:
+    """The task, its splits (built or read from the cache) and the module holding them."""
     task = build_task(config)
     splits = task.splits()
     module = make_module(config, task)
     module.attach_data(splits)
-    resumed_step = check_resume(resume, config, module) if resume else None
-    if config.get("init_from") and not resume:
-        say(init_weights(module, config.init_from))
+    return task, splits, module
+
+
+def describe_run(config, recipe, task, splits, module, run_dir, resume, resumed_step) -> str:
+    t = config.trainer
     params = sum(p.numel() for p in module.model.parameters() if p.requires_grad)
-    say(
+    return (
         f"[bold]{recipe or 'run'}[/] ({config.preset} preset): {config.core.name} core, {config.grad.name} gradient, "
         f"{config.halt.name} halting, {params:,} parameters; {task.describe()}; "
         f"{len(splits['train']['inputs']):,} training / {len(splits['test']['inputs']):,} held-out examples; "
@@ -262,36 +226,59 @@ def run(config: DictConfig, recipe: str | None = None) -> dict[str, float]:
         + (f"; resuming from {resume} (step {resumed_step})" if resume else "")
     )
 
-    # Every trainer.checkpoint_every steps: last.ckpt, and step-NNNNNN.ckpt of which the newest
-    # trainer.keep_checkpoints are kept, so that a good one is left if the newest is damaged.
-    checkpoint = ModelCheckpoint(
+
+def periodic_checkpoints(config: DictConfig, run_dir: Path) -> ModelCheckpoint:
+    """Every trainer.checkpoint_every steps: last.ckpt, and step-NNNNNN.ckpt of which the newest
+    trainer.keep_checkpoints are kept, so that a good one is left if the newest is damaged."""
+    t = config.trainer
+    return ModelCheckpoint(
         dirpath=run_dir / "checkpoints", filename="step-{step:06d}", auto_insert_metric_name=False, monitor="step", mode="max",
         save_top_k=int(t.get("keep_checkpoints", 2)), save_last=True, every_n_train_steps=int(t.checkpoint_every), enable_version_counter=False,
     )
-    callbacks = [checkpoint]
-    if t.progress:
-        callbacks.append(RichProgressBar(leave=True))
-    try:
-        trainer = make_trainer(config, precision, callbacks, run_dir, resumed_step)
-    except (MisconfigurationException, ValueError) as error:  # Lightning's checks of these settings
+
+
+def build_callbacks(config: DictConfig, run_dir: Path, checkpoints: ModelCheckpoint) -> list[Callback]:
+    """Periodic checkpoints, the pre-emption handler, the progress bar, and the callbacks of `trainer.callbacks`.
+
+    `trainer.callbacks` is a list of Hydra `_target_` nodes (any Lightning callback), e.g.
+    `'trainer.callbacks=[{_target_: lightning.pytorch.callbacks.LearningRateMonitor}]'`.
+    """
+    callbacks: list[Callback] = [checkpoints, Preemption(run_dir / "checkpoints" / "last.ckpt")]
+    if config.trainer.progress:
+        callbacks.append(StepProgressBar(leave=True))
+    for node in config.trainer.get("callbacks") or []:
+        try:
+            callback = instantiate(node)
+        except Exception as error:  # noqa: BLE001 - Hydra wraps import and constructor errors alike
+            raise ConfigError(f"trainer.callbacks: cannot build {OmegaConf.to_container(node)} ({(str(error).splitlines() or [''])[0]}).") from None
+        if not isinstance(callback, Callback):
+            raise ConfigError(f"trainer.callbacks: {node.get('_target_')} is not a Lightning Callback.")
+        callbacks.append(callback)
+    return callbacks
+
+
+def check_world_size(config: DictConfig, trainer: L.Trainer) -> None:
+    if int(config.trainer.global_batch_size) % trainer.world_size:
         raise ConfigError(
-            f"Lightning rejects the trainer settings (trainer.accelerator={t.accelerator}, trainer.devices={t.devices}, "
-            f"trainer.num_nodes={t.get('num_nodes', 1)}, trainer.strategy={t.strategy}, trainer.precision={t.precision}): {error}"
-        ) from None
-    if int(t.global_batch_size) % trainer.world_size:
-        raise ConfigError(
-            f"trainer.global_batch_size={t.global_batch_size} is not divisible by the {trainer.world_size} processes "
+            f"trainer.global_batch_size={config.trainer.global_batch_size} is not divisible by the {trainer.world_size} processes "
             f"(trainer.devices x trainer.num_nodes); pick a multiple of {trainer.world_size}."
         )
+
+
+def fit_and_test(config, trainer, module, resume, run_name, checkpoints, preemption: Preemption) -> tuple[dict, float]:
+    """Train, then test; a non-finite loss, running out of memory or a pre-emption end in one line."""
+    t = config.trainer
     os.environ[RUN_NAME_ENV] = run_name  # inherited by the processes the DDP launcher starts during fit
     started = time.time()
     try:
         trainer.fit(module, ckpt_path=resume, weights_only=True)
         train_seconds = time.time() - started
-        results = trainer.test(module, verbose=False)[0]
+        return trainer.test(module, verbose=False)[0], train_seconds
+    except SIGTERMException:
+        raise preemption.stopped() from None
     except FloatingPointError as error:
-        last = checkpoint.last_model_path
-        kept = f"The last checkpoint, {last} (step {checkpoint._last_global_step_saved}), was written before it and is kept." if last else "No checkpoint was written before it."
+        last = checkpoints.last_model_path
+        kept = f"The last checkpoint, {last} (step {saved_step(last)}), was written before it and is kept." if last else "No checkpoint was written before it."
         raise FloatingPointError(f"{error} {kept}") from None
     except RuntimeError as error:  # torch.OutOfMemoryError is a RuntimeError
         if not out_of_memory(error):
@@ -303,8 +290,15 @@ def run(config: DictConfig, recipe: str | None = None) -> dict[str, float]:
         ) from None
     finally:
         os.environ.pop(RUN_NAME_ENV, None)
-    final = run_dir / "final.ckpt"
-    trainer.save_checkpoint(final, weights_only=False)
+
+
+def saved_step(path: str) -> int:
+    """The step a checkpoint was written at (memory-mapped: the weights are not read)."""
+    return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"])
+
+
+def report(config, task, splits, module, trainer, results, train_seconds, final, run_dir) -> dict[str, float]:
+    """Print the held-out metrics (and the task's own scores) and return them."""
     metrics = {k.removeprefix("test/"): float(v) for k, v in results.items()}
     say(
         f"Held-out ({len(splits['test']['inputs']):,} examples, {model_steps(config)} segments): "
@@ -313,7 +307,7 @@ def run(config: DictConfig, recipe: str | None = None) -> dict[str, float]:
         + f"trained {trainer.global_step} steps in {train_seconds / 60:.1f} min. "
         f"Checkpoint: {final}"
     )
-    if main_process and module.test_predictions is not None:
+    if rank_zero_only.rank == 0 and module.test_predictions is not None:
         p = module.test_predictions
         scores = task.score(splits["test"], p["predictions"], p["confidence"], run_dir)
         if scores:
@@ -326,9 +320,22 @@ def format_scores(scores: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:.1%}" if 0 <= v <= 1 and not k.startswith(("scored", "count")) else f"{k} {v:g}" for k, v in scores.items())
 
 
-def make_trainer(config: DictConfig, precision, callbacks: list, run_dir: Path, resumed_step: int | None) -> L.Trainer:
+def make_trainer(config: DictConfig, callbacks: list[Callback], loggers: list, run_dir: Path) -> L.Trainer:
+    """Lightning's Trainer for these settings; Lightning's own rejections of them end in one line."""
     t = config.trainer
     eval_every = int(t.eval_every)
+    gpu = torch.cuda.is_available() and t.accelerator in ("auto", "gpu", "cuda")
+    precision = ("bf16-mixed" if gpu else "32-true") if t.precision == "auto" else t.precision
+    try:
+        return _trainer(t, precision, eval_every, callbacks, loggers, run_dir)
+    except (MisconfigurationException, ValueError) as error:  # Lightning's checks of these settings
+        raise ConfigError(
+            f"Lightning rejects the trainer settings (trainer.accelerator={t.accelerator}, trainer.devices={t.devices}, "
+            f"trainer.num_nodes={t.get('num_nodes', 1)}, trainer.strategy={t.strategy}, trainer.precision={t.precision}): {error}"
+        ) from None
+
+
+def _trainer(t: DictConfig, precision, eval_every: int, callbacks, loggers, run_dir: Path) -> L.Trainer:
     return L.Trainer(
         accelerator=t.accelerator,
         devices=t.devices,
@@ -343,7 +350,7 @@ def make_trainer(config: DictConfig, precision, callbacks: list, run_dir: Path, 
         num_sanity_val_steps=0,
         limit_val_batches=None if eval_every else 0,
         log_every_n_steps=int(t.log_every),
-        logger=MetricsLogger(run_dir, keep_before=resumed_step),
+        logger=loggers or False,
         callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],
         enable_progress_bar=bool(t.progress),
