@@ -321,7 +321,7 @@ def check_flags(command: str, args: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from latentreason.errors import ConfigError, DatasetFormatError
+    from latentreason.errors import ConfigError, DatasetFormatError, DownloadError
 
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in (*HELP_FLAGS, "help"):
@@ -334,7 +334,8 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[red]Unknown command {command!r}.{close_matches(command, COMMANDS)}[/]")
         console.print(usage(), markup=False, highlight=False)
         return 2
-    if any(a in HELP_FLAGS for a in args) and not (command == "data" and args[:1] == ["fetch"]):  # fetch has its own
+    own_parser = command == "data" and args[:1] == ["fetch"]  # `data fetch` reads its own options and --help
+    if any(a in HELP_FLAGS for a in args) and not own_parser:
         console.print(command_help(command), markup=False, highlight=False)
         return 0
     from hydra.errors import OverrideParseException
@@ -342,7 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     from latentreason.train.preemption import Preempted
 
     try:
-        check_flags(command, args)
+        if not own_parser:
+            check_flags(command, args)
         COMMANDS[command](args)
     except OverrideParseException as error:  # a key=value Hydra cannot parse
         console.print(f"[red]error:[/] cannot read the overrides: {(str(error).strip().splitlines() or [''])[0]}", markup=True)
