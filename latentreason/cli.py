@@ -1,4 +1,4 @@
-"""The `latentreason` command: run, list, data, eval, solve.
+"""The `latentreason` command: run, list, data, eval, solve, analyze.
 
 Arguments are Hydra-style `key=value` overrides. A bare `latentreason key=value ...` means `run`,
 so that Lightning's multi-process launcher, which re-runs the command line, works unchanged.
@@ -17,7 +17,10 @@ USAGE = """usage:
   latentreason data recipe=NAME [key=value ...]                      build and cache the recipe's dataset
   latentreason eval ckpt=PATH [data=FILE|test|train] [limit=N]       token and exact accuracy (ARC: pass@k, submission.json)
                     [solutions=FILE] [batch_size=N] [out=DIR]
-  latentreason solve ckpt=PATH PUZZLE [png=FILE]                     solve one puzzle, show the grids (and save a PNG)"""
+  latentreason solve ckpt=PATH PUZZLE [png=FILE]                     solve one puzzle, show the grids (and save a PNG)
+  latentreason analyze ckpt=PATH [ckpt=PATH2 ...] [run=DIR ...]      figures, their CSVs and an HTML report of trained models
+                    [data=FILE|test|train] [what=segments,halting,examples,grids,convergence]
+                    [segments=K] [limit=N] [batch_size=N] [examples=N] [out=DIR]"""
 
 
 def _key_values(args: list[str], allowed: set[str], command: str) -> tuple[dict[str, str], list[str]]:
@@ -106,15 +109,7 @@ def cmd_eval(args: list[str]) -> None:
     trained = load_checkpoint(options["ckpt"])
     task, config = trained.task, trained.config
     source = options.get("data", "test")
-    if source in ("test", "train"):
-        data = task.splits()[source]
-    elif "solutions" in options:
-        if not hasattr(task, "eval_solutions"):
-            raise ConfigError(f"solutions= is for ARC checkpoints (a combined challenges file and its solutions); this checkpoint's task is {config.task.name}")
-        data = task.read_file(source, solutions=options["solutions"])
-    else:
-        data = task.read_file(source)
-    trained.use_puzzle_names(data)
+    data = read_data(trained, source, options.get("solutions"))
     limit, batch_size = _positive(options, "limit", len(data["inputs"])), _positive(options, "batch_size", int(config.trainer.eval_batch_size))
     out = trained.predict(data, batch_size, limit)
     m = out["metrics"]
@@ -127,6 +122,24 @@ def cmd_eval(args: list[str]) -> None:
         scores = task.score(data, out["predictions"], out["confidence"], out_dir)
         if scores:
             console.print(f"{type(task).__name__} scores: {format_scores(scores)}")
+
+
+def read_data(trained, source: str, solutions: str | None = None):
+    """The examples `data=` names for a checkpoint (its task's test or train split, rebuilt if not cached,
+    or a file), with the checkpoint's puzzle table fitted to them."""
+    from latentreason.errors import ConfigError
+
+    task = trained.task
+    if source in ("test", "train"):
+        data = task.splits()[source]
+    elif solutions is not None:
+        if not hasattr(task, "eval_solutions"):
+            raise ConfigError(f"solutions= is for ARC checkpoints (a combined challenges file and its solutions); this checkpoint's task is {trained.config.task.name}")
+        data = task.read_file(source, solutions=solutions)
+    else:
+        data = task.read_file(source)
+    trained.use_puzzle_names(data)
+    return data
 
 
 def _positive(options: dict[str, str], key: str, default: int) -> int:
@@ -159,7 +172,13 @@ def cmd_solve(args: list[str]) -> None:
         console.print(f"Saved {save_png(panels, options['png'])}")
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "data": cmd_data, "eval": cmd_eval, "solve": cmd_solve}
+def cmd_analyze(args: list[str]) -> None:
+    from latentreason.analysis.command import analyze_command
+
+    analyze_command(args)
+
+
+COMMANDS = {"run": cmd_run, "list": cmd_list, "data": cmd_data, "eval": cmd_eval, "solve": cmd_solve, "analyze": cmd_analyze}
 
 
 def main(argv: list[str] | None = None) -> int:
