@@ -145,7 +145,7 @@ def draw_grids(trained: TrainedModel, split: Split, rows: list[int], detail: Seg
         panels = [Panel("puzzle", task.to_grid(split["inputs"][row]))]
         for k in chosen:
             mark = " ok" if bool(detail.exact[k - 1, i]) else f" {float(detail.token_accuracy[k - 1, i]):.0%}"
-            panels.append(Panel(f"seg {k}{mark}", task.to_grid(detail.predictions[k - 1, i])))
+            panels.append(Panel(f"seg {k}{mark}", task.to_grid(detail.predictions[k - 1, i].long())))
         labels = split["labels"][row].clone()
         if bool((labels >= 0).all()):
             panels.append(Panel("answer", task.to_grid(labels)))

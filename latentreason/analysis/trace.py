@@ -24,7 +24,7 @@ from latentreason.train.losses import IGNORE_LABEL
 class SegmentTrace:
     """Per segment k = 1..K (first axis) and row (second axis), for one batch."""
 
-    predictions: torch.Tensor  # (K, B, L) argmax tokens after each segment
+    predictions: torch.Tensor  # (K, B, L) argmax tokens after each segment (int16)
     token_accuracy: torch.Tensor  # (K, B) share of labelled positions right
     exact: torch.Tensor  # (K, B) bool: every labelled position right
     logit_change: torch.Tensor  # (K, B) ||logits_k - logits_{k-1}|| / ||logits_k|| (segment 1: against zero logits, i.e. 1)
@@ -76,7 +76,8 @@ def trace(
     """
     segments = segments or model.policy.max_steps
     device = inputs.device
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(seed)
         x = model.embed(inputs, puzzle_ids)
         state = model.initial_state(inputs.shape[0], device)
@@ -89,7 +90,7 @@ def trace(
         state = walk_segment(model, state, x, observe, segment)
         logits, halt_logits = model.heads(state)
         logits = logits.float()
-        predictions.append(logits.argmax(-1).cpu())
+        predictions.append(logits.argmax(-1).to(torch.int16).cpu())  # token ids: int16 keeps K x rows x cells small
         acc, ex = correctness(logits, labels)
         accuracy.append(acc.cpu())
         exact.append(ex.cpu())
