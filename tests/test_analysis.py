@@ -38,8 +38,9 @@ def runs(tmp_path_factory):
     for name, args in (("hrm", TRAIN), ("trm", TRM)):
         result = latentreason(*args, f"output_dir={root}", f"run_name={name}", env_extra=env)
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    os.environ["LATENTREASON_CACHE"] = str(root / "cache")  # the held-out split is read back from the same cache
-    return root
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LATENTREASON_CACHE", str(root / "cache"))  # the held-out split is read back from the same cache
+        yield root
 
 
 def held_out(path):
@@ -199,3 +200,25 @@ def test_missing_matplotlib_is_named_with_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now fails
     with pytest.raises(ConfigError, match=r"latentreason\[analysis\]"):
         figures.pyplot()
+
+
+def test_analyze_regenerates_missing_data_or_reads_a_file(runs, tmp_path, monkeypatch, capsys):
+    from latentreason.tasks import sudoku_data as sd
+
+    trained, split = held_out(runs / "hrm" / "final.ckpt")
+    monkeypatch.setenv("LATENTREASON_CACHE", str(tmp_path / "empty-cache"))  # the checkpoint's data is rebuilt from its config
+    assert main(["analyze", f"ckpt={runs / 'hrm' / 'final.ckpt'}", "what=segments", "segments=2", f"out={tmp_path / 'a'}"]) == 0
+    rebuilt = read(tmp_path / "a" / "accuracy_vs_segments.csv")
+    token, exact, _ = by_hand(trained.model, split, 2)
+    assert float(rebuilt[1]["token_accuracy"]) == pytest.approx(token)
+    # a Sudoku-Extreme style CSV of the first 5 held-out puzzles gives the numbers of those 5 rows
+    rows = ["source,q,a,rating"]
+    for inputs, labels in zip(split["inputs"][:5], split["labels"][:5]):
+        line = [sd.grid_to_string(sd.decode(t.numpy().astype(np.uint8))) for t in (inputs, labels)]
+        rows.append(f"gen,{line[0]},{line[1]},0")
+    csv_file = tmp_path / "five.csv"
+    csv_file.write_text("\n".join(rows) + "\n")
+    assert main(["analyze", f"ckpt={runs / 'hrm' / 'final.ckpt'}", f"data={csv_file}", "what=segments", "segments=2", f"out={tmp_path / 'b'}"]) == 0
+    five = read(tmp_path / "b" / "accuracy_vs_segments.csv")
+    token, exact, _ = by_hand(trained.model, {k: v[:5] for k, v in split.items()}, 2)
+    assert float(five[1]["token_accuracy"]) == pytest.approx(token)
