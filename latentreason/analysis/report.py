@@ -20,6 +20,8 @@ from latentreason.analysis import figures
 from latentreason.analysis.analyze import CheckpointAnalysis, slug, write_csv
 
 EXPLAIN = {
+    "summary": "Accuracy of each model when every example runs the training maximum of segments, the most segments traced, "
+    "and its own halting rule (as <code>latentreason eval</code> applies it).",
     "segments": "Every example gets exactly k segments, no halting, beyond the training maximum (dotted line). "
     "A curve that keeps rising past the maximum suggests a recurrence that generalises; a flat one, a fixed-depth network "
     "(Ge, Liao &amp; Poggio, Figure 2).",
@@ -45,11 +47,32 @@ class Section:
     key: str
     images: list[tuple[str, Path]] = field(default_factory=list)
     csvs: list[Path] = field(default_factory=list)
+    table: list[dict] = field(default_factory=list)  # shown as an HTML table under the text
+
+
+def summary(results: list[CheckpointAnalysis]) -> list[dict]:
+    """One line per checkpoint: accuracy at the training maximum and at the last traced segment, and under its own halting rule."""
+    lines = []
+    for res in results:
+        line = {"model": res.label, "trained with (segments)": res.max_steps}
+        segments = {r["segments"]: r for r in res.tables.get("segments", [])}
+        for k in sorted({res.max_steps, max(segments, default=res.max_steps)}):
+            if k in segments:
+                line[f"token / exact at {k}"] = f"{segments[k]['token_accuracy']:.1%} / {segments[k]['exact_accuracy']:.1%}"
+        policy = next((r for r in res.tables.get("halting", []) if r["rule"] == "policy"), None)
+        if policy:
+            line["own halting rule: token / exact, mean segments"] = (
+                f"{policy['token_accuracy']:.1%} / {policy['exact_accuracy']:.1%}, {policy['mean_segments']:.2f}")
+        lines.append(line)
+    return lines
 
 
 def build_sections(results: list[CheckpointAnalysis], runs: dict[str, list[dict]], out: Path) -> list[Section]:
     """Draw every figure the results allow into `out`, with the CSV behind each; returns them in report order."""
     sections = []
+    if results and results[0].tables.get("segments"):
+        lines = summary(results)
+        sections.append(Section("Summary", "summary", csvs=[write_csv(lines, out / "summary.csv")], table=lines))
 
     def merged(name: str) -> list[dict]:
         return [r for res in results for r in res.tables.get(name, [])]
@@ -134,6 +157,12 @@ def write_report(sections: list[Section], out: Path, command: str, sources: list
         for caption, image in section.images:
             alt = html.escape(caption or section.title)
             parts.append(f"<figure><img alt='{alt}' src='{embed(image)}'>" + (f"<figcaption>{alt}</figcaption>" if caption else "") + "</figure>")
+        if section.table:
+            columns = list(dict.fromkeys(k for line in section.table for k in line))
+            parts.append("<table border='1' cellpadding='4' style='border-collapse:collapse'><tr>"
+                         + "".join(f"<th>{html.escape(c)}</th>" for c in columns) + "</tr>"
+                         + "".join("<tr>" + "".join(f"<td>{html.escape(str(line.get(c, '')))}</td>" for c in columns) + "</tr>"
+                                   for line in section.table) + "</table>")
         if section.csvs:
             parts.append("<p class='meta'>Numbers: " + ", ".join(f"<a href='{c.name}'>{c.name}</a>" for c in section.csvs) + "</p>")
     parts.append("</body></html>")
