@@ -222,3 +222,16 @@ def test_analyze_regenerates_missing_data_or_reads_a_file(runs, tmp_path, monkey
     five = read(tmp_path / "b" / "accuracy_vs_segments.csv")
     token, exact, _ = by_hand(trained.model, {k: v[:5] for k, v in split.items()}, 2)
     assert float(five[1]["token_accuracy"]) == pytest.approx(token)
+
+
+def test_schedule_diagram_marks_the_updates_each_estimator_grads():
+    from latentreason.analysis.schedule_diagram import readout_field, schedule_svg, small_core
+    from latentreason.grad.one_step import OneStep
+    from latentreason.grad.tbptt import TBPTT
+
+    core = small_core({"name": "trm", "H_cycles": 3, "L_cycles": 6, "num_layers": 2})
+    assert len(core.schedule()) == 21 and readout_field(core) == "y"
+    for estimator, graded in ((OneStep(), 2), (TBPTT(k=7), 7), (TBPTT(), 21)):
+        svg = schedule_svg(core, [("row", estimator)])
+        assert svg.count("(with gradient)") == graded and svg.count("(no gradient)") == 21 - graded
+    assert "heads read y" in svg and "y[0]" in svg
