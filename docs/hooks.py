@@ -129,7 +129,7 @@ def ponder_page() -> str:
     return readme.read_text().replace("](../../README.md)", "](index.md)")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def recipe_parts() -> tuple:
     """(recipe, core config, grad config) of every recipe at its paper preset."""
     from omegaconf import OmegaConf
@@ -152,9 +152,10 @@ def estimator_label(grad: dict) -> str:
 def schedule_diagrams(core_name: str) -> str:
     """The schedule of `core_name` in each recipe using it (recipes with the same schedule share one picture),
     with a row for each recipe's estimator and for each estimator's card defaults."""
+    import yaml
+
     from latentreason import plugins, registry
     from latentreason.analysis.schedule_diagram import schedule_svg, small_core
-    import yaml
 
     defaults = [yaml.safe_load(path.read_text()) for path, _ in plugins.config_options("grad").values()]
     groups: dict = {}

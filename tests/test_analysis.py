@@ -21,13 +21,20 @@ from latentreason.train.deep_supervision import per_row_results
 
 TRAIN = [*TINY_RUN, "halt.max_steps=3", "trainer.max_steps=12", "trainer.eval_every=0", "task.test_puzzles=12"]
 TRM = [a for a in TRAIN if not a.startswith(("recipe=", "core.num_heads"))] + [
-    "recipe=trm_sudoku", "core.num_layers=1", "core.H_cycles=2", "core.L_cycles=2", "grad.k=3", "model.puzzle_emb_len=1",
+    "recipe=trm_sudoku",
+    "core.num_layers=1",
+    "core.H_cycles=2",
+    "core.L_cycles=2",
+    "grad.k=3",
+    "model.puzzle_emb_len=1",
 ]
 
 
 def latentreason(*args, env_extra=None):
     env = {**os.environ, **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "latentreason.cli", *args], capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "latentreason.cli", *args], capture_output=True, text=True, env=env, timeout=600
+    )
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +90,10 @@ def test_halting_sweep_matches_run_to_halt_with_that_threshold(runs):
     model, max_steps = trained.model, trained.model.policy.max_steps
     tr = trace(model, split["inputs"], split["labels"], split["puzzle_ids"], segments=max_steps)
     probability = torch.sigmoid(tr.halt_logits["q_halt"])
-    threshold = float(probability[:max_steps - 1].flatten().median())  # some rows halt early, others do not
-    sweep = measures.halting_sweep(tr, max_steps, [threshold], policy_halting_steps(model, tr.halt_logits, len(tr.labelled)))
+    threshold = float(probability[: max_steps - 1].flatten().median())  # some rows halt early, others do not
+    sweep = measures.halting_sweep(
+        tr, max_steps, [threshold], policy_halting_steps(model, tr.halt_logits, len(tr.labelled))
+    )
     # the model's own rule, set to this threshold, run by the inference path used by `eval`
     model.policy.eval_halt, model.policy.eval_threshold = "q_halt", threshold
     direct = trained.predict(split)
@@ -105,18 +114,22 @@ def test_example_trajectories_and_principal_components(runs):
     tr = trace(trained.model, split["inputs"], split["labels"], split["puzzle_ids"], segments=4, keep_readouts=True)
     groups = measures.choose_examples(tr, 3, 3)
     best = groups["best"][0]
-    score = (tr.exact[:3].double().sum(0) * 2 + tr.token_accuracy[:3].double().mean(0))
+    score = tr.exact[:3].double().sum(0) * 2 + tr.token_accuracy[:3].double().mean(0)
     assert score[best] == score.max()
     table = measures.example_trajectories(tr, {"best": [best]})
     predictions = tr.predictions[:, best]
-    assert [r["changed_cells"] for r in table][1] == pytest.approx(float((predictions[1] != predictions[0]).double().mean()))
+    assert [r["changed_cells"] for r in table][1] == pytest.approx(
+        float((predictions[1] != predictions[0]).double().mean())
+    )
     rows = groups["best"] + groups["random"]
     pca, explained = measures.principal_trajectories(tr.readouts, rows)
     points = tr.readouts[:, rows].flatten(2).reshape(-1, tr.readouts[0, 0].numel()).numpy().astype(np.float64)
     centred = points - points.mean(0)
     _, s, vt = np.linalg.svd(centred, full_matrices=False)
     assert explained == pytest.approx(list((s**2 / (s**2).sum())[:2]))
-    mine = np.array([[r["pc1"], r["pc2"]] for r in sorted(pca, key=lambda r: (r["segments"], rows.index(r["example"])))])
+    mine = np.array(
+        [[r["pc1"], r["pc2"]] for r in sorted(pca, key=lambda r: (r["segments"], rows.index(r["example"])))]
+    )
     theirs = centred @ vt[:2].T
     assert np.allclose(np.abs(mine), np.abs(theirs), atol=1e-6)  # components are defined up to sign
 
@@ -142,7 +155,12 @@ def test_residuals_and_participation_ratio_recomputed_from_the_states(runs):
         assert r["residual"] == pytest.approx(expected, rel=1e-4)
         assert (r["residual"] > 0) == (r["field"] == schedule[r["index_in_segment"] - 1].writes)
     for r in recorder.ratios:
-        final = states[r["segment"] * len(schedule)][r["field"]].reshape(-1, model.core.hidden_size).numpy().astype(np.float64)
+        final = (
+            states[r["segment"] * len(schedule)][r["field"]]
+            .reshape(-1, model.core.hidden_size)
+            .numpy()
+            .astype(np.float64)
+        )
         eigen = np.linalg.eigvalsh(np.cov(final.T))
         assert r["participation_ratio"] == pytest.approx(eigen.sum() ** 2 / (eigen**2).sum(), rel=1e-6)
     # the segment the trace walks is the segment the model runs
@@ -159,10 +177,18 @@ def read(path):
 
 def test_analyze_two_cores_in_one_call(runs, capsys):
     out = runs / "report"
-    code = main([
-        "analyze", f"ckpt={runs / 'hrm' / 'final.ckpt'}", f"ckpt={runs / 'trm' / 'final.ckpt'}",
-        f"run={runs / 'hrm'}", f"run={runs / 'trm'}", f"out={out}", "segments=5", "device=cpu",
-    ])
+    code = main(
+        [
+            "analyze",
+            f"ckpt={runs / 'hrm' / 'final.ckpt'}",
+            f"ckpt={runs / 'trm' / 'final.ckpt'}",
+            f"run={runs / 'hrm'}",
+            f"run={runs / 'trm'}",
+            f"out={out}",
+            "segments=5",
+            "device=cpu",
+        ]
+    )
     assert code == 0, capsys.readouterr().out[-3000:]
     rows = read(out / "accuracy_vs_segments.csv")
     assert {r["model"] for r in rows} == {"hrm (hrm)", "trm (trm)"}
@@ -170,9 +196,15 @@ def test_analyze_two_cores_in_one_call(runs, capsys):
         trained, split = held_out(runs / name / "final.ckpt")
         token, exact, _ = by_hand(trained.model, split, 5)
         row = next(r for r in rows if r["model"] == f"{name} ({name})" and r["segments"] == "5")
-        assert float(row["token_accuracy"]) == pytest.approx(token) and float(row["exact_accuracy"]) == pytest.approx(exact)
+        assert float(row["token_accuracy"]) == pytest.approx(token) and float(row["exact_accuracy"]) == pytest.approx(
+            exact
+        )
     sweep = read(out / "halting_sweep.csv")
-    assert {r["rule"] for r in sweep if r["model"] == "trm (trm)"} == {"sigmoid(q_halt)", "policy", "max_steps"}  # no q_continue
+    assert {r["rule"] for r in sweep if r["model"] == "trm (trm)"} == {
+        "sigmoid(q_halt)",
+        "policy",
+        "max_steps",
+    }  # no q_continue
     assert "sigmoid(q_halt - q_continue)" in {r["rule"] for r in sweep if r["model"] == "hrm (hrm)"}
     assert {r["weights"] for r in read(out / "residuals.csv")} == {"trained", "untrained"}
     page = (out / "report.html").read_text()
@@ -206,8 +238,13 @@ def test_analyze_regenerates_missing_data_or_reads_a_file(runs, tmp_path, monkey
     from latentreason.tasks import sudoku_data as sd
 
     trained, split = held_out(runs / "hrm" / "final.ckpt")
-    monkeypatch.setenv("LATENTREASON_CACHE", str(tmp_path / "empty-cache"))  # the checkpoint's data is rebuilt from its config
-    assert main(["analyze", f"ckpt={runs / 'hrm' / 'final.ckpt'}", "what=segments", "segments=2", f"out={tmp_path / 'a'}"]) == 0
+    monkeypatch.setenv(
+        "LATENTREASON_CACHE", str(tmp_path / "empty-cache")
+    )  # the checkpoint's data is rebuilt from its config
+    assert (
+        main(["analyze", f"ckpt={runs / 'hrm' / 'final.ckpt'}", "what=segments", "segments=2", f"out={tmp_path / 'a'}"])
+        == 0
+    )
     rebuilt = read(tmp_path / "a" / "accuracy_vs_segments.csv")
     token, exact, _ = by_hand(trained.model, split, 2)
     assert float(rebuilt[1]["token_accuracy"]) == pytest.approx(token)
@@ -218,7 +255,19 @@ def test_analyze_regenerates_missing_data_or_reads_a_file(runs, tmp_path, monkey
         rows.append(f"gen,{line[0]},{line[1]},0")
     csv_file = tmp_path / "five.csv"
     csv_file.write_text("\n".join(rows) + "\n")
-    assert main(["analyze", f"ckpt={runs / 'hrm' / 'final.ckpt'}", f"data={csv_file}", "what=segments", "segments=2", f"out={tmp_path / 'b'}"]) == 0
+    assert (
+        main(
+            [
+                "analyze",
+                f"ckpt={runs / 'hrm' / 'final.ckpt'}",
+                f"data={csv_file}",
+                "what=segments",
+                "segments=2",
+                f"out={tmp_path / 'b'}",
+            ]
+        )
+        == 0
+    )
     five = read(tmp_path / "b" / "accuracy_vs_segments.csv")
     token, exact, _ = by_hand(trained.model, {k: v[:5] for k, v in split.items()}, 2)
     assert float(five[1]["token_accuracy"]) == pytest.approx(token)

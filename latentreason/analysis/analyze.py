@@ -62,7 +62,9 @@ def untrained_twin(trained: TrainedModel, seed: int = 0):
     table = trained.model.puzzle.table.shape[0] if trained.model.puzzle is not None else 1
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        twin = build_model(trained.config, trained.task.vocab_size, trained.task.seq_len, table, False, trained.task.position_groups())
+        twin = build_model(
+            trained.config, trained.task.vocab_size, trained.task.seq_len, table, False, trained.task.position_groups()
+        )
     return twin.to(trained.device).eval()
 
 
@@ -70,7 +72,9 @@ def rows_of(split: Split, index: slice | list[int], device) -> tuple[torch.Tenso
     return tuple(split[k][index].to(device) for k in ("inputs", "labels", "puzzle_ids"))
 
 
-def analyze_checkpoint(trained: TrainedModel, split: Split, label: str, settings: Settings, out: Path, advance) -> CheckpointAnalysis:
+def analyze_checkpoint(
+    trained: TrainedModel, split: Split, label: str, settings: Settings, out: Path, advance
+) -> CheckpointAnalysis:
     model, device = trained.model, trained.device
     max_steps = model.policy.max_steps
     segments = settings.segments or 2 * max_steps
@@ -104,7 +108,8 @@ def analyze_checkpoint(trained: TrainedModel, split: Split, label: str, settings
             position = {i: row for i, row in enumerate(chosen)}
             group = {row: ("best" if row in groups["best"] else "random") for row in chosen}
             result.tables["latent_pca"] = [
-                {"model": label, "group": group[position[r["example"]]], **r, "example": position[r["example"]]} for r in table
+                {"model": label, "group": group[position[r["example"]]], **r, "example": position[r["example"]]}
+                for r in table
             ]
             result.explained = explained
         if "grids" in what:
@@ -116,8 +121,12 @@ def analyze_checkpoint(trained: TrainedModel, split: Split, label: str, settings
         for name, subject in (("trained", model), ("untrained", untrained_twin(trained, settings.seed))):
             recorder = measures.Convergence(f"{label} {name}", len(subject.core.schedule()))
             trace(subject, inputs, labels, ids, conv_segments, observe=recorder, seed=settings.seed)
-            result.tables.setdefault("residuals", []).extend({**r, "model": label, "weights": name} for r in recorder.residuals)
-            result.tables.setdefault("participation", []).extend({**r, "model": label, "weights": name} for r in recorder.ratios)
+            result.tables.setdefault("residuals", []).extend(
+                {**r, "model": label, "weights": name} for r in recorder.residuals
+            )
+            result.tables.setdefault("participation", []).extend(
+                {**r, "model": label, "weights": name} for r in recorder.ratios
+            )
     return result
 
 
@@ -132,7 +141,9 @@ def pick_segments(segments: int, max_steps: int, panels: int = 8) -> list[int]:
     return sorted(s for s in chosen if 1 <= s <= segments)
 
 
-def draw_grids(trained: TrainedModel, split: Split, rows: list[int], detail: SegmentTrace, out: Path, label: str) -> list[tuple[str, Path]]:
+def draw_grids(
+    trained: TrainedModel, split: Split, rows: list[int], detail: SegmentTrace, out: Path, label: str
+) -> list[tuple[str, Path]]:
     """Intermediate predictions of each row, segment by segment, as one PNG per row (seed 000, Figure 5)."""
     from latentreason.render import Panel, save_png
 
@@ -170,7 +181,9 @@ def write_csv(rows: list[dict], path: Path) -> Path:
     return path
 
 
-def analyze(checkpoints: list[tuple[TrainedModel, Split, str]], settings: Settings, out: Path) -> list[CheckpointAnalysis]:
+def analyze(
+    checkpoints: list[tuple[TrainedModel, Split, str]], settings: Settings, out: Path
+) -> list[CheckpointAnalysis]:
     """Analyse each (model, data, label) with one progress bar over all of them."""
     out.mkdir(parents=True, exist_ok=True)
     total = sum(min(settings.limit, len(split["inputs"])) for _, split, _ in checkpoints)

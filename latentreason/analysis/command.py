@@ -34,7 +34,10 @@ def parse(args: list[str]) -> tuple[dict[str, list[str]], dict[str, str]]:
             options[key] = value
         else:
             allowed = REPEATABLE + SINGLE
-            raise ConfigError(f"`latentreason analyze` has no option {key!r}; options: {', '.join(allowed)}.{close_matches(key, allowed)}")
+            raise ConfigError(
+                f"`latentreason analyze` has no option {key!r}; options: {', '.join(allowed)}."
+                + close_matches(key, allowed)
+            )
     if not lists["ckpt"] and not lists["run"]:
         raise ConfigError(f"nothing to analyse: give at least one ckpt= or run=; {USAGE}")
     return lists, options
@@ -91,8 +94,11 @@ def analyze_command(args: list[str]) -> Path:
                 label += "'"
             labels.add(label)
             checkpoints.append((trained, data, label))
-            sources.append(f"{label}: {path}, {min(settings.limit, len(data['inputs'])):,} examples of {options.get('data', 'test')}, "
-                           f"trained with at most {trained.model.policy.max_steps} segments")
+            sources.append(
+                f"{label}: {path}, {min(settings.limit, len(data['inputs'])):,} examples of "
+                f"{options.get('data', 'test')}, "
+                f"trained with at most {trained.model.policy.max_steps} segments"
+            )
     sources += [f"run {label}: {len(rows)} rows of metrics.csv" for label, rows in runs.items()]
     results = analyze(checkpoints, settings, out) if checkpoints else []
     sections = build_sections(results, runs, out)

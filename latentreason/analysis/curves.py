@@ -14,7 +14,9 @@ def metrics_file(run: str | Path) -> Path:
     if path.is_dir():
         path = path / "metrics.csv"
     if not path.is_file():
-        raise ConfigError(f"run={run}: no metrics.csv there; give a run folder written by `latentreason run` (it holds metrics.csv)")
+        raise ConfigError(
+            f"run={run}: no metrics.csv there; give a run folder written by `latentreason run` (it holds metrics.csv)"
+        )
     return path
 
 
@@ -38,7 +40,9 @@ def read_metrics(run: str | Path) -> list[dict]:
                 try:
                     values[key] = float(text)
                 except ValueError:
-                    raise DatasetFormatError(f"{path}, line {line}: column {key!r} holds {text!r}, not a number") from None
+                    raise DatasetFormatError(
+                        f"{path}, line {line}: column {key!r} holds {text!r}, not a number"
+                    ) from None
             rows.append(values)
     return sorted(rows, key=lambda r: r.get("step", 0.0))
 

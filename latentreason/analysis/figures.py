@@ -20,7 +20,10 @@ def pyplot():
     try:
         import matplotlib
     except ImportError:
-        raise ConfigError("latentreason analyze draws its figures with matplotlib, which is not installed: pip install 'latentreason[analysis]'") from None
+        raise ConfigError(
+            "latentreason analyze draws its figures with matplotlib, which is not installed: "
+            "pip install 'latentreason[analysis]'"
+        ) from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -84,11 +87,29 @@ def halting_figure(rows: list[dict], path: Path) -> Path:
         for rule, sub in _by(table, "rule").items():
             for ax, key in zip(axes, ("token_accuracy", "exact_accuracy", "mean_segments")):
                 if rule in styles:
-                    ax.plot([r["threshold"] for r in sub], [r[key] for r in sub], styles[rule], color=colours[label], label=f"{label}: {rule}")
+                    ax.plot(
+                        [r["threshold"] for r in sub],
+                        [r[key] for r in sub],
+                        styles[rule],
+                        color=colours[label],
+                        label=f"{label}: {rule}",
+                    )
                 elif rule == "policy":
-                    ax.axhline(sub[0][key], color=colours[label], linestyle="-.", linewidth=1, label=f"{label}: its own halting rule")
+                    ax.axhline(
+                        sub[0][key],
+                        color=colours[label],
+                        linestyle="-.",
+                        linewidth=1,
+                        label=f"{label}: its own halting rule",
+                    )
                 else:  # max_steps
-                    ax.axhline(sub[0][key], color=colours[label], linestyle=":", linewidth=1, label=f"{label}: all run max_steps")
+                    ax.axhline(
+                        sub[0][key],
+                        color=colours[label],
+                        linestyle=":",
+                        linewidth=1,
+                        label=f"{label}: all run max_steps",
+                    )
     for ax, title in zip(axes, ("token accuracy", "exact accuracy", "mean segments")):
         ax.set_xlabel("threshold t (halt when the probability > t)")
         ax.set_ylabel(title)
@@ -103,7 +124,7 @@ def examples_figure(rows: list[dict], label: str, path: Path) -> Path:
     groups = _by(rows, "group")
     fig, axes = plt.subplots(len(groups), 3, figsize=(13, 3 * len(groups)), squeeze=False)
     for row_axes, (group, table) in zip(axes, groups.items()):
-        for example, sub in _by(table, "example").items():
+        for sub in _by(table, "example").values():
             k = [r["segments"] for r in sub]
             row_axes[0].plot(k, [r["token_accuracy"] for r in sub], alpha=0.7)
             row_axes[1].plot(k, [r["exact"] for r in sub], alpha=0.7)
@@ -123,8 +144,15 @@ def pca_figure(rows: list[dict], explained: list[float], label: str, path: Path)
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
     colours = {"best": "#1f77b4", "random": "#d62728"}
     seen = set()
-    for (group, example), sub in _by(rows, "group", "example").items():
-        ax.plot([r["pc1"] for r in sub], [r["pc2"] for r in sub], "-", color=colours[group], alpha=0.5, label=None if group in seen else group)
+    for (group, _example), sub in _by(rows, "group", "example").items():
+        ax.plot(
+            [r["pc1"] for r in sub],
+            [r["pc2"] for r in sub],
+            "-",
+            color=colours[group],
+            alpha=0.5,
+            label=None if group in seen else group,
+        )
         ax.plot(sub[0]["pc1"], sub[0]["pc2"], "o", color=colours[group], markersize=3)
         ax.plot(sub[-1]["pc1"], sub[-1]["pc2"], "x", color=colours[group], markersize=5)
         seen.add(group)
@@ -147,8 +175,15 @@ def residuals_figure(rows: list[dict], path: Path) -> Path:
         colours = _colours(fields)
         for (weights, name), sub in _by(table, "weights", "field").items():
             sub = [r for r in sub if r["written"] and r["residual"] > 0]
-            ax.plot([r["update"] for r in sub], [r["residual"] for r in sub], "-" if weights == "trained" else "--",
-                    marker=".", markersize=3, color=colours[name], label=f"{name} ({weights})")
+            ax.plot(
+                [r["update"] for r in sub],
+                [r["residual"] for r in sub],
+                "-" if weights == "trained" else "--",
+                marker=".",
+                markersize=3,
+                color=colours[name],
+                label=f"{name} ({weights})",
+            )
         length = max(r["index_in_segment"] for r in table)
         for boundary in range(length, max(r["update"] for r in table), length):
             ax.axvline(boundary + 0.5, color="grey", linewidth=0.5, alpha=0.5)
@@ -170,8 +205,14 @@ def participation_figure(rows: list[dict], path: Path) -> Path:
         fields = list(dict.fromkeys(r["field"] for r in table))
         colours = _colours(fields)
         for (weights, name), sub in _by(table, "weights", "field").items():
-            ax.plot([r["segment"] for r in sub], [r["participation_ratio"] for r in sub], "-" if weights == "trained" else "--",
-                    marker=".", color=colours[name], label=f"{name} ({weights})")
+            ax.plot(
+                [r["segment"] for r in sub],
+                [r["participation_ratio"] for r in sub],
+                "-" if weights == "trained" else "--",
+                marker=".",
+                color=colours[name],
+                label=f"{name} ({weights})",
+            )
         ax.set_xlabel("segment")
         ax.set_ylabel("participation ratio (effective dims)")
         ax.set_title(label, fontsize=9)
@@ -181,7 +222,13 @@ def participation_figure(rows: list[dict], path: Path) -> Path:
 
 
 CURVE_PANELS = (
-    ("losses (training)", lambda c: c.startswith("train/") and (c.endswith("loss") or c in ("train/lm", "train/q_halt", "train/q_continue")), True),
+    (
+        "losses (training)",
+        lambda c: (
+            c.startswith("train/") and (c.endswith("loss") or c in ("train/lm", "train/q_halt", "train/q_continue"))
+        ),
+        True,
+    ),
     ("accuracy", lambda c: c.endswith("token_accuracy") or c.endswith("exact_accuracy"), False),
     ("mean segments", lambda c: c.endswith("/steps"), False),
     ("learning rate", lambda c: c == "lr", False),
@@ -200,8 +247,13 @@ def curves_figure(runs: dict[str, list[dict]], path: Path) -> Path:
             for i, column in enumerate(columns):
                 points = [(r["step"], r[column]) for r in rows if _ok(r.get(column)) and _ok(r.get("step"))]
                 if points:
-                    ax.plot(*zip(*points), styles[i % len(styles)], color=colours[label], marker="." if len(points) < 30 else None,
-                            label=f"{label}: {column}" if len(runs) > 1 else column)
+                    ax.plot(
+                        *zip(*points),
+                        styles[i % len(styles)],
+                        color=colours[label],
+                        marker="." if len(points) < 30 else None,
+                        label=f"{label}: {column}" if len(runs) > 1 else column,
+                    )
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("optimizer step")
         if log:

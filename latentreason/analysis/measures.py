@@ -29,7 +29,11 @@ def accuracy_by_segments(tr: SegmentTrace) -> Table:
     """Token and exact accuracy when every row gets exactly k segments, k = 1..K (seed 000, Figure 2)."""
     rows = tr.labelled
     return [
-        {"segments": k + 1, "token_accuracy": _mean(tr.token_accuracy[k], rows), "exact_accuracy": _mean(tr.exact[k], rows)}
+        {
+            "segments": k + 1,
+            "token_accuracy": _mean(tr.token_accuracy[k], rows),
+            "exact_accuracy": _mean(tr.exact[k], rows),
+        }
         for k in range(tr.token_accuracy.shape[0])
     ]
 
@@ -52,7 +56,9 @@ def first_above(probability: torch.Tensor, threshold: float, max_steps: int) -> 
     return above.float().argmax(0).int() + 1  # argmax returns the first maximum
 
 
-def halting_sweep(tr: SegmentTrace, max_steps: int, thresholds: list[float], policy_steps: torch.Tensor | None = None) -> Table:
+def halting_sweep(
+    tr: SegmentTrace, max_steps: int, thresholds: list[float], policy_steps: torch.Tensor | None = None
+) -> Table:
     """Accuracy and mean segments against the threshold of each halting rule the logits allow (Figure 3).
 
     `policy_steps` (from `policy_halting_steps`) adds the model's own rule, one row with no threshold.
@@ -67,7 +73,13 @@ def halting_sweep(tr: SegmentTrace, max_steps: int, thresholds: list[float], pol
             table.append({"rule": rule, "threshold": t, **at_steps(tr, first_above(p, t, max_steps))})
     if policy_steps is not None:
         table.append({"rule": "policy", "threshold": float("nan"), **at_steps(tr, policy_steps)})
-    table.append({"rule": "max_steps", "threshold": float("nan"), **at_steps(tr, torch.full_like(tr.labelled, max_steps, dtype=torch.int32))})
+    table.append(
+        {
+            "rule": "max_steps",
+            "threshold": float("nan"),
+            **at_steps(tr, torch.full_like(tr.labelled, max_steps, dtype=torch.int32)),
+        }
+    )
     return table
 
 
@@ -89,12 +101,20 @@ def example_trajectories(tr: SegmentTrace, groups: dict[str, list[int]]) -> Tabl
     for group, rows in groups.items():
         for row in rows:
             for k in range(tr.predictions.shape[0]):
-                changed = float((tr.predictions[k, row] != tr.predictions[k - 1, row]).double().mean()) if k else float("nan")
-                table.append({
-                    "group": group, "example": row, "segments": k + 1,
-                    "token_accuracy": float(tr.token_accuracy[k, row]), "exact": int(tr.exact[k, row]),
-                    "changed_cells": changed, "logit_change": float(tr.logit_change[k, row]),
-                })
+                changed = (
+                    float((tr.predictions[k, row] != tr.predictions[k - 1, row]).double().mean()) if k else float("nan")
+                )
+                table.append(
+                    {
+                        "group": group,
+                        "example": row,
+                        "segments": k + 1,
+                        "token_accuracy": float(tr.token_accuracy[k, row]),
+                        "exact": int(tr.exact[k, row]),
+                        "changed_cells": changed,
+                        "logit_change": float(tr.logit_change[k, row]),
+                    }
+                )
     return table
 
 
@@ -139,13 +159,27 @@ class Convergence:
         for name, value in after.items():
             if value.shape[-1] <= 1:  # scalars such as a noise level are not latents
                 continue
-            self.residuals.append({
-                "model": self.label, "update": (segment - 1) * self.schedule_length + index + 1, "segment": segment,
-                "index_in_segment": index + 1, "update_name": update.name, "field": name,
-                "written": name == update.writes, "residual": relative_change(value, before[name]),
-            })
+            self.residuals.append(
+                {
+                    "model": self.label,
+                    "update": (segment - 1) * self.schedule_length + index + 1,
+                    "segment": segment,
+                    "index_in_segment": index + 1,
+                    "update_name": update.name,
+                    "field": name,
+                    "written": name == update.writes,
+                    "residual": relative_change(value, before[name]),
+                }
+            )
             if index == self.schedule_length - 1:
-                self.ratios.append({"model": self.label, "segment": segment, "field": name, "participation_ratio": participation_ratio(value)})
+                self.ratios.append(
+                    {
+                        "model": self.label,
+                        "segment": segment,
+                        "field": name,
+                        "participation_ratio": participation_ratio(value),
+                    }
+                )
 
 
 def participation_ratio(states: torch.Tensor) -> float:

@@ -66,7 +66,8 @@ def schedule_svg(core: Core, estimators: list[tuple[str, GradientEstimator]]) ->
     read = readout_field(core)
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
-        f'font-family="sans-serif" font-size="12" role="img" aria-label="schedule of the {html.escape(core_name(core))} core">',
+        f'font-family="sans-serif" font-size="12" role="img" '
+        f'aria-label="schedule of the {html.escape(core_name(core))} core">',
         f'<text x="{label_width}" y="16">one segment: {len(schedule)} updates, left to right</text>',
     ]
     for row, (label, estimator) in enumerate(estimators):
@@ -78,25 +79,40 @@ def schedule_svg(core: Core, estimators: list[tuple[str, GradientEstimator]]) ->
             colour = colours.get(update.writes, "#555")
             fill = colour if i in graded else "#ffffff"
             text = "#ffffff" if i in graded else colour
-            parts.append(f'<rect x="{x}" y="{y}" width="{box}" height="{box}" rx="4" fill="{fill}" stroke="{colour}" stroke-width="2">'
-                         f'<title>update {i + 1}: {html.escape(update.name)} writes {html.escape(update.writes)}'
-                         f'{" (with gradient)" if i in graded else " (no gradient)"}</title></rect>')
-            parts.append(f'<text x="{x + box / 2}" y="{y + 20}" text-anchor="middle" fill="{text}" font-weight="bold">'
-                         f'{html.escape(update.name[:3])}</text>')
+            parts.append(
+                f'<rect x="{x}" y="{y}" width="{box}" height="{box}" rx="4" fill="{fill}" '
+                f'stroke="{colour}" stroke-width="2">'
+                f"<title>update {i + 1}: {html.escape(update.name)} writes {html.escape(update.writes)}"
+                f"{' (with gradient)' if i in graded else ' (no gradient)'}</title></rect>"
+            )
+            parts.append(
+                f'<text x="{x + box / 2}" y="{y + 20}" text-anchor="middle" fill="{text}" font-weight="bold">'
+                f"{html.escape(update.name[:3])}</text>"
+            )
         end = label_width + len(schedule) * (box + gap)
-        parts.append(f'<line x1="{end}" y1="{y + box / 2}" x2="{heads_x - 4}" y2="{y + box / 2}" stroke="#444" marker-end="url(#arrow)"/>')
+        parts.append(
+            f'<line x1="{end}" y1="{y + box / 2}" x2="{heads_x - 4}" y2="{y + box / 2}" '
+            'stroke="#444" marker-end="url(#arrow)"/>'
+        )
         parts.append(f'<text x="{heads_x}" y="{y + 12}">heads read {html.escape(read)}</text>')
         parts.append(f'<text x="{heads_x}" y="{y + 27}" fill="#555">(halting head: {html.escape(read)}[0])</text>')
     legend_y = 32 + len(estimators) * row_height + 12
-    parts.append(f'<text x="0" y="{legend_y}" fill="#333">filled: runs with gradient · outlined: runs under no_grad · '
-                 f'colour: the state field the update writes</text>')
+    parts.append(
+        f'<text x="0" y="{legend_y}" fill="#333">filled: runs with gradient · outlined: runs under no_grad · '
+        f"colour: the state field the update writes</text>"
+    )
     x = 0
     for f in fields:  # one colour swatch per state field
-        parts.append(f'<rect x="{x}" y="{legend_y + 8}" width="10" height="10" fill="{colours[f]}"/>'
-                     f'<text x="{x + 13}" y="{legend_y + 18}">{html.escape(f)}</text>')
+        parts.append(
+            f'<rect x="{x}" y="{legend_y + 8}" width="10" height="10" fill="{colours[f]}"/>'
+            f'<text x="{x + 13}" y="{legend_y + 18}">{html.escape(f)}</text>'
+        )
         x += 24 + 8 * len(f)
-    parts.insert(1, '<defs><marker id="arrow" markerWidth="8" markerHeight="8" refX="6" refY="3" orient="auto">'
-                    '<path d="M0,0 L6,3 L0,6 z" fill="#444"/></marker></defs>')
+    parts.insert(
+        1,
+        '<defs><marker id="arrow" markerWidth="8" markerHeight="8" refX="6" refY="3" orient="auto">'
+        '<path d="M0,0 L6,3 L0,6 z" fill="#444"/></marker></defs>',
+    )
     parts.append("</svg>")
     return "".join(parts)
 

@@ -10,8 +10,8 @@ which updates carry gradient), which the tests check.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
@@ -27,7 +27,9 @@ class SegmentTrace:
     predictions: torch.Tensor  # (K, B, L) argmax tokens after each segment (int16)
     token_accuracy: torch.Tensor  # (K, B) share of labelled positions right
     exact: torch.Tensor  # (K, B) bool: every labelled position right
-    logit_change: torch.Tensor  # (K, B) ||logits_k - logits_{k-1}|| / ||logits_k|| (segment 1: against zero logits, i.e. 1)
+    logit_change: (
+        torch.Tensor
+    )  # (K, B) ||logits_k - logits_{k-1}|| / ||logits_k|| (segment 1: against zero logits, i.e. 1)
     labelled: torch.Tensor  # (B,) rows with at least one labelled position (the rows metrics count)
     halt_logits: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> (K, B)
     readouts: torch.Tensor | None = None  # (K + 1, B, L, H) the heads' input before segment 1 and after each segment
@@ -45,7 +47,9 @@ def correctness(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tenso
     return right.sum(-1) / counts.clamp_min(1), right.sum(-1) == counts
 
 
-def walk_segment(model: ReasoningModel, state: State, x: torch.Tensor, observe: Observer | None = None, segment: int = 1) -> State:
+def walk_segment(
+    model: ReasoningModel, state: State, x: torch.Tensor, observe: Observer | None = None, segment: int = 1
+) -> State:
     """One segment as the core's schedule of updates, in order, showing each update to `observe`."""
     core = model.core
     for index, update in enumerate(core.schedule()):
