@@ -134,11 +134,11 @@ def recipe_parts() -> tuple:
     """(recipe, core config, grad config) of every recipe at its paper preset."""
     from omegaconf import OmegaConf
 
-    from latentreason import plugins
+    from latentreason import catalogue
     from latentreason.config import load_config
 
     out = []
-    for name in plugins.config_options("recipe"):
+    for name in catalogue.config_options("recipe"):
         config = load_config([f"recipe={name}", "preset=paper"])
         out.append((name, OmegaConf.to_container(config.core, resolve=True), OmegaConf.to_container(config.grad, resolve=True)))
     return tuple(out)
@@ -154,10 +154,10 @@ def schedule_diagrams(core_name: str) -> str:
     with a row for each recipe's estimator and for each estimator's card defaults."""
     import yaml
 
-    from latentreason import plugins, registry
+    from latentreason import catalogue, registry
     from latentreason.analysis.schedule_diagram import schedule_svg, small_core
 
-    defaults = [yaml.safe_load(path.read_text()) for path, _ in plugins.config_options("grad").values()]
+    defaults = [yaml.safe_load(path.read_text()) for path, _ in catalogue.config_options("grad").values()]
     groups: dict = {}
     for recipe, core_config, grad in recipe_parts():
         if core_config["name"] != core_name:
