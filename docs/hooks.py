@@ -2,13 +2,17 @@
 
 The pages are generated from `recipes/` (and the recipes of installed plugins) and from the
 component registry, so they cannot drift from what `latentreason list` shows. Nothing is written
-to `docs/`: the pages exist only in the built site.
+to `docs/`: the pages exist only in the built site. A page may also hold `<!-- schedule: CORE -->`,
+which becomes an SVG diagram of that core's schedule in every recipe that uses it (which updates
+carry gradient under each estimator, which field the heads read), drawn from the objects.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
+import re
 from pathlib import Path
 
 os.environ.setdefault("NO_MKDOCS_2_WARNING", "1")
@@ -123,6 +127,67 @@ def ponder_page() -> str:
     """The example plugin's README, as a page (its link back to the project goes to the home page)."""
     readme = REPO / "plugins" / "latentreason-ponder" / "README.md"
     return readme.read_text().replace("](../../README.md)", "](index.md)")
+
+
+@functools.cache
+def recipe_parts() -> tuple:
+    """(recipe, core config, grad config) of every recipe at its paper preset."""
+    from omegaconf import OmegaConf
+
+    from latentreason import catalogue
+    from latentreason.config import load_config
+
+    out = []
+    for name in catalogue.config_options("recipe"):
+        config = load_config([f"recipe={name}", "preset=paper"])
+        out.append((name, OmegaConf.to_container(config.core, resolve=True), OmegaConf.to_container(config.grad, resolve=True)))
+    return tuple(out)
+
+
+def estimator_label(grad: dict) -> str:
+    extra = ", ".join(f"{k}={'null (all updates)' if v is None else v}" for k, v in grad.items() if k != "name")
+    return f"{grad['name']}" + (f" ({extra})" if extra else "")
+
+
+def schedule_diagrams(core_name: str) -> str:
+    """The schedule of `core_name` in each recipe using it (recipes with the same schedule share one picture),
+    with a row for each recipe's estimator and for each estimator's card defaults."""
+    import yaml
+
+    from latentreason import catalogue, registry
+    from latentreason.analysis.schedule_diagram import schedule_svg, small_core
+
+    defaults = [yaml.safe_load(path.read_text()) for path, _ in catalogue.config_options("grad").values()]
+    groups: dict = {}
+    for recipe, core_config, grad in recipe_parts():
+        if core_config["name"] != core_name:
+            continue
+        core = small_core(core_config)
+        key = tuple((u.name, u.writes) for u in core.schedule())
+        entry = groups.setdefault(key, {"core": core, "recipes": [], "grads": {}})
+        entry["recipes"].append(recipe)
+        entry["grads"].setdefault(estimator_label(grad), (grad, []))[1].append(recipe)
+    if not groups:
+        return f"*(no recipe uses the `{core_name}` core)*"
+    blocks = []
+    for entry in groups.values():
+        rows = [(label, registry.build("grad", grad)) for label, (grad, _) in entry["grads"].items()]
+        for grad in defaults:
+            if estimator_label(grad) not in entry["grads"]:
+                rows.append((estimator_label(grad), registry.build("grad", grad)))
+        used = "; ".join(f"`{label}` in {', '.join(f'`{r}`' for r in recipes)}" for label, (_, recipes) in entry["grads"].items())
+        svg = schedule_svg(entry["core"], rows)
+        blocks.append(f"One segment of `{core_name}` as configured in {', '.join(f'`{r}`' for r in entry['recipes'])} "
+                      f"(paper configuration), under each estimator (the recipes use {used}):\n\n"
+                      f"<div class=\"schedule-diagram\" style=\"overflow-x:auto\">{svg}</div>\n")
+    return "\n".join(blocks)
+
+
+SCHEDULE = re.compile(r"<!-- schedule: ([A-Za-z0-9_]+) -->")
+
+
+def on_page_markdown(markdown, page, config, files):
+    return SCHEDULE.sub(lambda m: schedule_diagrams(m.group(1)), markdown)
 
 
 REPO = Path(__file__).resolve().parents[1]

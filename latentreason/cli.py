@@ -1,4 +1,4 @@
-"""The `latentreason` command: run, list, data, eval, solve.
+"""The `latentreason` command: run, list, data, eval, solve, analyze.
 
 Arguments are Hydra-style `key=value` overrides. A bare `latentreason key=value ...` means `run`,
 so that Lightning's multi-process launcher, which re-runs the command line, works unchanged.
@@ -175,15 +175,7 @@ def cmd_eval(args: list[str]) -> None:
     trained = load_checkpoint(options["ckpt"])
     task, config = trained.task, trained.config
     source = options.get("data", "test")
-    if source in ("test", "train"):
-        data = task.splits()[source]
-    elif "solutions" in options:
-        if not hasattr(task, "eval_solutions"):
-            raise ConfigError(f"solutions= is for ARC checkpoints (a combined challenges file and its solutions); this checkpoint's task is {config.task.name}")
-        data = task.read_file(source, solutions=options["solutions"])
-    else:
-        data = task.read_file(source)
-    trained.use_puzzle_names(data)
+    data = read_data(trained, source, options.get("solutions"))
     limit, batch_size = _positive(options, "limit", len(data["inputs"])), _positive(options, "batch_size", int(config.trainer.eval_batch_size))
     out = trained.predict(data, batch_size, limit)
     m = out["metrics"]
@@ -196,6 +188,24 @@ def cmd_eval(args: list[str]) -> None:
         scores = task.score(data, out["predictions"], out["confidence"], out_dir)
         if scores:
             console.print(f"{type(task).__name__} scores: {format_scores(scores)}")
+
+
+def read_data(trained, source: str, solutions: str | None = None):
+    """The examples `data=` names for a checkpoint (its task's test or train split, rebuilt if not cached,
+    or a file), with the checkpoint's puzzle table fitted to them."""
+    from latentreason.errors import ConfigError
+
+    task = trained.task
+    if source in ("test", "train"):
+        data = task.splits()[source]
+    elif solutions is not None:
+        if not hasattr(task, "eval_solutions"):
+            raise ConfigError(f"solutions= is for ARC checkpoints (a combined challenges file and its solutions); this checkpoint's task is {trained.config.task.name}")
+        data = task.read_file(source, solutions=solutions)
+    else:
+        data = task.read_file(source)
+    trained.use_puzzle_names(data)
+    return data
 
 
 def _positive(options: dict[str, str], key: str, default: int) -> int:
@@ -286,9 +296,31 @@ def cmd_bench(args: list[str]) -> None:
     bench(args)
 
 
+def cmd_analyze(args: list[str]) -> None:
+    """Look inside trained models: figures, the CSV behind each, and one self-contained HTML report.
+
+    usage: latentreason analyze ckpt=PATH [ckpt=PATH2 ...] [run=DIR ...] [data=FILE|test|train] [what=...]
+                                [segments=K] [limit=N] [examples=N] [batch_size=N] [device=cpu|cuda] [out=DIR]
+
+    options:
+      ckpt=PATH           a checkpoint; several share every figure (e.g. HRM vs L-only vs TRM)
+      run=DIR             a run folder: training curves from its metrics.csv
+      data=FILE|test|train  the examples to look at (default: the held-out split, rebuilt if not cached)
+      what=LIST           segments,halting,examples,grids,convergence (default: all)
+      segments=K          segments to run (default: twice the training maximum)
+      out=DIR             where the PNGs, CSVs and report.html go (default: <run>/analysis/)
+
+    example:
+      latentreason analyze ckpt=runs/a/final.ckpt ckpt=runs/b/final.ckpt limit=256
+    """
+    from latentreason.analysis.command import analyze_command
+
+    analyze_command(args)
+
+
 COMMANDS = {
     "run": cmd_run, "list": cmd_list, "data": cmd_data, "eval": cmd_eval, "solve": cmd_solve, "import": cmd_import,
-    "bench": cmd_bench,
+    "bench": cmd_bench, "analyze": cmd_analyze,
 }
 FLAGS = {"run": ("--dry-run", "-m", "--multirun")}  # the --flags a command takes besides --help
 

@@ -75,3 +75,10 @@ def test_every_component_and_recipe_has_an_entry(site):
         if not origin.startswith("local ("):
             assert f'id="{anchor("recipe", name)}"' in recipes, f"recipe {name} has no entry in the Recipes catalogue"
     assert "hrm_seq2seq" in recipes and "latentreason.api" in (site / "api" / "index.html").read_text()
+
+
+def test_schedule_diagrams_are_drawn_into_concepts_and_cores(site):
+    cores = (site / "cores" / "index.html").read_text()
+    for core in ("hrm", "looped", "trm", "latent_diffusion"):
+        assert f'aria-label="schedule of the {core} core"' in cores, core
+    assert "<!-- schedule:" not in cores and 'aria-label="schedule of the hrm core"' in (site / "concepts" / "index.html").read_text()
