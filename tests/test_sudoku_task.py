@@ -39,7 +39,8 @@ def test_real_puzzle_file_loads_with_solutions(tmp_path):
     split = task.read_file(small)
     assert split["inputs"].shape == (5, 81)
     for inputs, labels in zip(split["inputs"].numpy(), split["labels"].numpy()):
-        assert sd.is_valid_solution(sd.decode(labels.astype(np.uint8)))
+        puzzle, solution = sd.decode(inputs.astype(np.uint8)), sd.decode(labels.astype(np.uint8))
+        assert sd.is_valid_solution(solution) and sd.is_consistent(puzzle, solution)
 
 
 def test_render_and_parse_round_trip(tmp_path):
