@@ -13,15 +13,18 @@ from latentreason.console import console
 
 USAGE = """usage:
   latentreason run recipe=NAME [preset=cpu|paper] [key=value ...]   train, evaluate, save a checkpoint
-  latentreason list [core|grad|halt|task|recipe]                     registered components and recipes
+  latentreason list [core|grad|halt|task|infer|recipe]               registered components and recipes
   latentreason data recipe=NAME [key=value ...]                      build and cache the recipe's dataset
   latentreason data fetch NAME [dir=PATH]                            download a paper's dataset (data fetch --help: the list)
   latentreason eval ckpt=PATH [data=FILE|test|train] [limit=N]       token and exact accuracy (ARC: pass@k, submission.json)
                     [solutions=FILE] [batch_size=N] [out=DIR]
-  latentreason solve ckpt=PATH PUZZLE [png=FILE]                     solve one puzzle, show the grids (and save a PNG)
+                    [infer=NAME[,NAME...]] [infer.KEY=VALUE ...]     inference strategies, compared in one table
+  latentreason solve ckpt=PATH PUZZLE [png=FILE] [infer=NAME]        solve one puzzle, show the grids (and save a PNG)
+                    [infer.KEY=VALUE ...]
   latentreason import ckpt=FILE recipe=NAME [out=PATH] [identifiers=FILE] [key=value ...]
                                                                      convert a checkpoint of the HRM/TRM reference code
-  latentreason bench recipe=NAME [steps=N] [json=FILE] [key=value ...] step time, FLOP/s, % of matmul peak, peers, inference"""
+  latentreason bench recipe=NAME [steps=N] [json=FILE] [key=value ...] step time, FLOP/s, % of matmul peak, peers, inference
+  infer: single | more_steps | noise_select | augment_vote | ensemble (latentreason list infer; docs: inference.md)"""
 
 
 def _key_values(args: list[str], allowed: set[str], command: str) -> tuple[dict[str, str], list[str]]:
@@ -117,10 +120,15 @@ def cmd_eval(args: list[str]) -> None:
     from latentreason.inference import load_checkpoint
     from latentreason.train.run import format_scores
 
-    options, rest = _key_values(args, {"ckpt", "data", "solutions", "limit", "batch_size", "out"}, "eval")
+    from latentreason.infer import compare, evaluate
+    from latentreason.infer.options import parse
+
+    asked = any(a.partition("=")[0] == "infer" or a.startswith("infer.") for a in args)
+    options, rest = _key_values(_without_infer(args), {"ckpt", "data", "solutions", "limit", "batch_size", "out"}, "eval")
     if "ckpt" not in options or rest:
-        raise ConfigError("usage: latentreason eval ckpt=PATH [data=FILE|test|train] [solutions=FILE] [limit=N] [out=DIR]")
+        raise ConfigError("usage: latentreason eval ckpt=PATH [data=FILE|test|train] [solutions=FILE] [limit=N] [out=DIR] [infer=NAME[,NAME]] [infer.KEY=VALUE]")
     trained = load_checkpoint(options["ckpt"])
+    strategies, _ = parse(args, trained.config.infer)
     task, config = trained.task, trained.config
     source = options.get("data", "test")
     if source in ("test", "train"):
@@ -133,17 +141,30 @@ def cmd_eval(args: list[str]) -> None:
         data = task.read_file(source)
     trained.use_puzzle_names(data)
     limit, batch_size = _positive(options, "limit", len(data["inputs"])), _positive(options, "batch_size", int(config.trainer.eval_batch_size))
-    out = trained.predict(data, batch_size, limit)
-    m = out["metrics"]
-    console.print(f"{source}: {int(m['count']):,} examples, token accuracy {m['token_accuracy']:.2%}, exact accuracy {m['exact_accuracy']:.2%}, mean steps {m['steps']:.2f}")
-    if task.scores_predictions:
-        data = {k: v if k == "names" else v[: out["count"]] for k, v in data.items()}  # the rows predicted (limit=)
-        from latentreason.train.checkpoints import run_dir_of
+    results = []
+    for strategy in strategies:
+        out = evaluate(trained, data, strategy, batch_size, limit)
+        results.append(out)
+        m = out["metrics"]
+        name = f" [{out['strategy']}]" if asked else ""
+        console.print(f"{source}{name}: {int(m['count']):,} examples, token accuracy {m['token_accuracy']:.2%}, exact accuracy {m['exact_accuracy']:.2%}, mean steps {m['steps']:.2f}", markup=False)
+        if task.scores_predictions:
+            predicted = {k: v if k == "names" else v[: out["count"]] for k, v in data.items()}  # the rows predicted (limit=)
+            from latentreason.train.checkpoints import run_dir_of
 
-        out_dir = Path(options.get("out") or run_dir_of(Path(options["ckpt"]).resolve()) / f"eval-{Path(source).stem}")
-        scores = task.score(data, out["predictions"], out["confidence"], out_dir)
-        if scores:
-            console.print(f"{type(task).__name__} scores: {format_scores(scores)}")
+            out_dir = Path(options.get("out") or run_dir_of(Path(options["ckpt"]).resolve()) / f"eval-{Path(source).stem}")
+            if len(strategies) > 1:
+                out_dir = out_dir / out["strategy"].replace(" ", "").replace("/", "_")
+            scores = task.score(predicted, out["predictions"], out["confidence"], out_dir)
+            if scores:
+                console.print(f"{type(task).__name__} scores{name}: {format_scores(scores)}", markup=False)
+    if asked:
+        device = "GPU" if trained.device.type == "cuda" else "CPU"
+        compare(results, f"{source}: {results[0]['count']:,} examples, {device}, batch size {batch_size}")
+
+
+def _without_infer(args: list[str]) -> list[str]:
+    return [a for a in args if not (a.partition("=")[0] == "infer" or a.startswith("infer."))]
 
 
 def _positive(options: dict[str, str], key: str, default: int) -> int:
@@ -160,18 +181,25 @@ def cmd_solve(args: list[str]) -> None:
     from latentreason.inference import load_checkpoint
     from latentreason.render import save_png, show
 
-    options, rest = _key_values(args, {"ckpt", "png"}, "solve")
+    from latentreason.infer import evaluate
+    from latentreason.infer.options import parse
+
+    options, rest = _key_values(_without_infer(args), {"ckpt", "png"}, "solve")
     if "ckpt" not in options or len(rest) != 1:
-        raise ConfigError("usage: latentreason solve ckpt=PATH PUZZLE [png=FILE] (PUZZLE: the puzzle on one line, or a file holding it; ARC: a task .json)")
+        raise ConfigError("usage: latentreason solve ckpt=PATH PUZZLE [png=FILE] [infer=NAME] [infer.KEY=VALUE] (PUZZLE: the puzzle on one line, or a file holding it; ARC: a task .json)")
     trained = load_checkpoint(options["ckpt"])
+    strategies, _ = parse(args, trained.config.infer)
+    if len(strategies) != 1:
+        raise ConfigError("solve takes one inference strategy (infer=NAME); to compare several, use `latentreason eval`")
     task = trained.task
     split = task.puzzle_split(rest[0])
     trained.use_puzzle_names(split)
-    out = trained.predict(split)
+    out = evaluate(trained, split, strategies[0])
     panels = task.present(split, out["predictions"], out["confidence"])
     show(panels)
     steps = out["steps"].float()
-    console.print(f"after {int(steps[0])} segments" if len(steps) == 1 else f"{len(steps)} variants, after {steps.mean():.1f} segments on average")
+    how = "" if strategies[0]["name"] == "single" else f" ({out['strategy']}, {out['per_example']['forward_passes']:.0f} forward passes per puzzle)"
+    console.print((f"after {int(steps[0])} segments" if len(steps) == 1 else f"{len(steps)} variants, after {steps.mean():.1f} segments on average") + how, markup=False)
     if "png" in options:
         console.print(f"Saved {save_png(panels, options['png'])}")
 
