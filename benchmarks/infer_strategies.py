@@ -38,6 +38,9 @@ STRATEGIES = [
     {"name": "augment_vote", "count": 16, "check": True},
 ]
 
+# A smaller set for a loaded machine: single, 2x, and the three 16x strategies.
+SMALL = [STRATEGIES[0], STRATEGIES[1], STRATEGIES[3], STRATEGIES[6], STRATEGIES[8]]
+
 
 def generated_csv(path: Path, count: int, givens: tuple[int, int], seed: int) -> Path:
     if not path.exists():
@@ -66,17 +69,19 @@ def main() -> None:
     parser.add_argument("--puzzles", type=int, default=300)
     parser.add_argument("--givens", type=int, nargs=2, default=(30, 36))
     parser.add_argument("--seed", type=int, default=12345)
+    parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N generated puzzles")
     parser.add_argument("--magictour", default=None, help="also evaluate on this puzzle file (first --magictour-limit lines)")
     parser.add_argument("--magictour-limit", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="infer-benchmark.md")
+    parser.add_argument("--small", action="store_true", help="only single, more_steps x2 and the 16x strategies")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     trained = load_checkpoint(args.ckpt, device="cpu")
     out = Path(args.out)
-    csv = generated_csv(out.with_name(f"sudoku9-givens{args.givens[0]}-{args.givens[1]}-n{args.puzzles}-seed{args.seed}.csv"), args.puzzles, tuple(args.givens), args.seed)
-    sets = [(f"{args.puzzles} generated 9x9 puzzles, {args.givens[0]}-{args.givens[1]} givens", trained.task.read_file(csv), None)]
+    csv = generated_csv(out.parent / (f"sudoku9-givens{args.givens[0]}-{args.givens[1]}-n{args.puzzles}-seed{args.seed}.csv"), args.puzzles, tuple(args.givens), args.seed)
+    sets = [(f"{args.puzzles} generated 9x9 puzzles, {args.givens[0]}-{args.givens[1]} givens" + (f" (first {args.limit})" if args.limit else ""), trained.task.read_file(csv), args.limit)]
     if args.magictour:
         sets.append((f"magictour top1465 (first {args.magictour_limit})", trained.task.read_file(args.magictour), args.magictour_limit))
     started = datetime.datetime.now(datetime.timezone.utc)
@@ -85,7 +90,7 @@ def main() -> None:
     for title, data, limit in sets:
         trained.use_puzzle_names(data)
         results = []
-        for config in STRATEGIES:
+        for config in SMALL if args.small else STRATEGIES:
             t = time.perf_counter()
             results.append(evaluate(trained, data, config, args.batch_size, limit))
             print(f"{results[-1]['strategy']}: {results[-1]['metrics']['exact_accuracy']:.1%} in {time.perf_counter() - t:.0f} s", flush=True)
