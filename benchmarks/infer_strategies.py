@@ -18,7 +18,6 @@ import platform
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from latentreason.infer import compare, evaluate
@@ -54,12 +53,18 @@ def generated_csv(path: Path, count: int, givens: tuple[int, int], seed: int) ->
 
 def markdown(results: list[dict]) -> str:
     base = results[0]["per_example"]["forward_passes"]
-    lines = ["| strategy | exact | token | segments / puzzle | forward passes / puzzle | compute x single | wall s | validity check |",
-             "|---|---:|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        "| strategy | exact | token | segments / puzzle | forward passes / puzzle | compute x single | wall s "
+        "| validity check |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for r in results:
         m, p = r["metrics"], r["per_example"]
-        lines.append(f"| `{r['strategy']}` | {m['exact_accuracy']:.1%} | {m['token_accuracy']:.1%} | {p['segments']:.2f} | "
-                     f"{p['forward_passes']:.1f} | {p['forward_passes'] / base:.1f} | {r['wall_s']:.1f} | {'used' if r['checked'] else 'no'} |")
+        lines.append(
+            f"| `{r['strategy']}` | {m['exact_accuracy']:.1%} | {m['token_accuracy']:.1%} | {p['segments']:.2f} | "
+            f"{p['forward_passes']:.1f} | {p['forward_passes'] / base:.1f} | {r['wall_s']:.1f} | "
+            f"{'used' if r['checked'] else 'no'} |"
+        )
     return "\n".join(lines)
 
 
@@ -70,7 +75,9 @@ def main() -> None:
     parser.add_argument("--givens", type=int, nargs=2, default=(30, 36))
     parser.add_argument("--seed", type=int, default=12345)
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N generated puzzles")
-    parser.add_argument("--magictour", default=None, help="also evaluate on this puzzle file (first --magictour-limit lines)")
+    parser.add_argument(
+        "--magictour", default=None, help="also evaluate on this puzzle file (first --magictour-limit lines)"
+    )
     parser.add_argument("--magictour-limit", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--threads", type=int, default=2)
@@ -80,20 +87,45 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     trained = load_checkpoint(args.ckpt, device="cpu")
     out = Path(args.out)
-    csv = generated_csv(out.parent / (f"sudoku9-givens{args.givens[0]}-{args.givens[1]}-n{args.puzzles}-seed{args.seed}.csv"), args.puzzles, tuple(args.givens), args.seed)
-    sets = [(f"{args.puzzles} generated 9x9 puzzles, {args.givens[0]}-{args.givens[1]} givens" + (f" (first {args.limit})" if args.limit else ""), trained.task.read_file(csv), args.limit)]
+    csv = generated_csv(
+        out.parent / (f"sudoku9-givens{args.givens[0]}-{args.givens[1]}-n{args.puzzles}-seed{args.seed}.csv"),
+        args.puzzles,
+        tuple(args.givens),
+        args.seed,
+    )
+    sets = [
+        (
+            f"{args.puzzles} generated 9x9 puzzles, {args.givens[0]}-{args.givens[1]} givens"
+            + (f" (first {args.limit})" if args.limit else ""),
+            trained.task.read_file(csv),
+            args.limit,
+        )
+    ]
     if args.magictour:
-        sets.append((f"magictour top1465 (first {args.magictour_limit})", trained.task.read_file(args.magictour), args.magictour_limit))
+        sets.append(
+            (
+                f"magictour top1465 (first {args.magictour_limit})",
+                trained.task.read_file(args.magictour),
+                args.magictour_limit,
+            )
+        )
     started = datetime.datetime.now(datetime.timezone.utc)
-    report = [f"Checkpoint {args.ckpt}; {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-              f"torch {torch.__version__}; {started:%Y-%m-%d %H:%M} UTC", ""]
+    report = [
+        f"Checkpoint {args.ckpt}; {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}; {started:%Y-%m-%d %H:%M} UTC",
+        "",
+    ]
     for title, data, limit in sets:
         trained.use_puzzle_names(data)
         results = []
         for config in SMALL if args.small else STRATEGIES:
             t = time.perf_counter()
             results.append(evaluate(trained, data, config, args.batch_size, limit))
-            print(f"{results[-1]['strategy']}: {results[-1]['metrics']['exact_accuracy']:.1%} in {time.perf_counter() - t:.0f} s", flush=True)
+            print(
+                f"{results[-1]['strategy']}: {results[-1]['metrics']['exact_accuracy']:.1%} in "
+                f"{time.perf_counter() - t:.0f} s",
+                flush=True,
+            )
         compare(results, title)
         report += [f"### {title}", "", markdown(results), ""]
     out.write_text("\n".join(report))

@@ -117,16 +117,19 @@ def cmd_list(args: list[str]) -> None:
 
 def cmd_eval(args: list[str]) -> None:
     from latentreason.errors import ConfigError
+    from latentreason.infer import compare, evaluate
+    from latentreason.infer.options import parse
     from latentreason.inference import load_checkpoint
     from latentreason.train.run import format_scores
 
-    from latentreason.infer import compare, evaluate
-    from latentreason.infer.options import parse
-
     asked = any(a.partition("=")[0] == "infer" or a.startswith("infer.") for a in args)
-    options, rest = _key_values(_without_infer(args), {"ckpt", "data", "solutions", "limit", "batch_size", "out"}, "eval")
+    allowed = {"ckpt", "data", "solutions", "limit", "batch_size", "out"}
+    options, rest = _key_values(_without_infer(args), allowed, "eval")
     if "ckpt" not in options or rest:
-        raise ConfigError("usage: latentreason eval ckpt=PATH [data=FILE|test|train] [solutions=FILE] [limit=N] [out=DIR] [infer=NAME[,NAME]] [infer.KEY=VALUE]")
+        raise ConfigError(
+            "usage: latentreason eval ckpt=PATH [data=FILE|test|train] [solutions=FILE] [limit=N] [out=DIR] "
+            "[infer=NAME[,NAME]] [infer.KEY=VALUE]"
+        )
     trained = load_checkpoint(options["ckpt"])
     strategies, _ = parse(args, trained.config.infer)
     task, config = trained.task, trained.config
@@ -147,12 +150,16 @@ def cmd_eval(args: list[str]) -> None:
         results.append(out)
         m = out["metrics"]
         name = f" [{out['strategy']}]" if asked else ""
-        console.print(f"{source}{name}: {int(m['count']):,} examples, token accuracy {m['token_accuracy']:.2%}, exact accuracy {m['exact_accuracy']:.2%}, mean steps {m['steps']:.2f}", markup=False)
+        line = f"token accuracy {m['token_accuracy']:.2%}, exact accuracy {m['exact_accuracy']:.2%}"
+        line += f", mean steps {m['steps']:.2f}"
+        console.print(f"{source}{name}: {int(m['count']):,} examples, {line}", markup=False)
         if task.scores_predictions:
-            predicted = {k: v if k == "names" else v[: out["count"]] for k, v in data.items()}  # the rows predicted (limit=)
+            # the rows predicted (limit=)
+            predicted = {k: v if k == "names" else v[: out["count"]] for k, v in data.items()}
             from latentreason.train.checkpoints import run_dir_of
 
-            out_dir = Path(options.get("out") or run_dir_of(Path(options["ckpt"]).resolve()) / f"eval-{Path(source).stem}")
+            run_dir = run_dir_of(Path(options["ckpt"]).resolve())
+            out_dir = Path(options.get("out") or run_dir / f"eval-{Path(source).stem}")
             if len(strategies) > 1:
                 out_dir = out_dir / out["strategy"].replace(" ", "").replace("/", "_")
             scores = task.score(predicted, out["predictions"], out["confidence"], out_dir)
@@ -178,19 +185,21 @@ def _positive(options: dict[str, str], key: str, default: int) -> int:
 
 def cmd_solve(args: list[str]) -> None:
     from latentreason.errors import ConfigError
+    from latentreason.infer import evaluate
+    from latentreason.infer.options import parse
     from latentreason.inference import load_checkpoint
     from latentreason.render import save_png, show
 
-    from latentreason.infer import evaluate
-    from latentreason.infer.options import parse
-
     options, rest = _key_values(_without_infer(args), {"ckpt", "png"}, "solve")
     if "ckpt" not in options or len(rest) != 1:
-        raise ConfigError("usage: latentreason solve ckpt=PATH PUZZLE [png=FILE] [infer=NAME] [infer.KEY=VALUE] (PUZZLE: the puzzle on one line, or a file holding it; ARC: a task .json)")
+        raise ConfigError(
+            "usage: latentreason solve ckpt=PATH PUZZLE [png=FILE] [infer=NAME] [infer.KEY=VALUE] "
+            "(PUZZLE: the puzzle on one line, or a file holding it; ARC: a task .json)"
+        )
     trained = load_checkpoint(options["ckpt"])
     strategies, _ = parse(args, trained.config.infer)
     if len(strategies) != 1:
-        raise ConfigError("solve takes one inference strategy (infer=NAME); to compare several, use `latentreason eval`")
+        raise ConfigError("solve takes one inference strategy (infer=NAME); to compare several, use eval")
     task = trained.task
     split = task.puzzle_split(rest[0])
     trained.use_puzzle_names(split)
@@ -198,8 +207,13 @@ def cmd_solve(args: list[str]) -> None:
     panels = task.present(split, out["predictions"], out["confidence"])
     show(panels)
     steps = out["steps"].float()
-    how = "" if strategies[0]["name"] == "single" else f" ({out['strategy']}, {out['per_example']['forward_passes']:.0f} forward passes per puzzle)"
-    console.print((f"after {int(steps[0])} segments" if len(steps) == 1 else f"{len(steps)} variants, after {steps.mean():.1f} segments on average") + how, markup=False)
+    how = ""
+    if strategies[0]["name"] != "single":
+        how = f" ({out['strategy']}, {out['per_example']['forward_passes']:.0f} forward passes per puzzle)"
+    if len(steps) == 1:
+        console.print(f"after {int(steps[0])} segments{how}", markup=False)
+    else:
+        console.print(f"{len(steps)} variants, after {steps.mean():.1f} segments on average{how}", markup=False)
     if "png" in options:
         console.print(f"Saved {save_png(panels, options['png'])}")
 

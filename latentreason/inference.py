@@ -7,10 +7,10 @@ Nothing here trains: a loaded model is a plain `ReasoningModel` in eval mode, no
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -73,7 +73,10 @@ def run_to_halt(
                 final_halt[k][active] = v
             break
         row_steps = torch.full((len(active),), step, dtype=torch.int32, device=device)
-        halted = model.policy.halt(halt_logits, row_steps, lambda: {})[0] if stop is None else stop(halt_logits, row_steps)
+        if stop is None:
+            halted = model.policy.halt(halt_logits, row_steps, lambda: {})[0]
+        else:
+            halted = stop(halt_logits, row_steps)
         if not bool(halted.any()):  # nobody stops here: no bookkeeping, no re-indexing
             continue
         rows = active[halted]
@@ -161,11 +164,12 @@ class TrainedModel:
 
 
 def token_results(predictions: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-    """`per_row_results` of predicted tokens (the argmax of the logits): token accuracy and exact correctness per row."""
+    """`per_row_results` of predicted tokens (the logits' argmax): token accuracy and exact correctness per row."""
     mask = labels != IGNORE_LABEL
     counts = mask.sum(-1)
     correct = mask & (predictions == labels)
-    return {"counts": counts, "token_accuracy": correct.sum(-1) / counts.clamp_min(1), "exact": correct.sum(-1) == counts}
+    accuracy = correct.sum(-1) / counts.clamp_min(1)
+    return {"counts": counts, "token_accuracy": accuracy, "exact": correct.sum(-1) == counts}
 
 
 def load_checkpoint(path: str | Path, device: str | None = None) -> TrainedModel:

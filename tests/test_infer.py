@@ -55,8 +55,13 @@ def test_sudoku_symmetries_are_hrm_augmentations():
     rng = np.random.default_rng(11)
     for symmetry in symmetries[1:]:
         new_puzzle, new_solution = sd.augment(puzzle, solution, rng, 3)
-        assert torch.equal(symmetry.forward(torch.from_numpy(sd.encode(puzzle)).long()), torch.from_numpy(sd.encode(new_puzzle)).long())
-        assert torch.equal(symmetry.forward(torch.from_numpy(sd.encode(solution)).long()), torch.from_numpy(sd.encode(new_solution)).long())
+        assert torch.equal(
+            symmetry.forward(torch.from_numpy(sd.encode(puzzle)).long()), torch.from_numpy(sd.encode(new_puzzle)).long()
+        )
+        assert torch.equal(
+            symmetry.forward(torch.from_numpy(sd.encode(solution)).long()),
+            torch.from_numpy(sd.encode(new_solution)).long(),
+        )
         assert sd.is_valid_solution(new_solution, 3)
 
 
@@ -70,13 +75,17 @@ def test_maze_and_arc_symmetries_are_their_grid_transforms():
     grid = np.random.default_rng(0).integers(1, 6, (5, 5))
     for symmetry in maze.symmetries(8):
         k = int(symmetry.name.split("-")[1])
-        assert torch.equal(symmetry.forward(torch.from_numpy(grid.reshape(-1))), torch.from_numpy(dihedral(grid, k).reshape(-1)))
+        assert torch.equal(
+            symmetry.forward(torch.from_numpy(grid.reshape(-1))), torch.from_numpy(dihedral(grid, k).reshape(-1))
+        )
     arc = Arc(train_path="unused", size=4)
     colours = np.random.default_rng(1).integers(0, 10, (4, 4))
     for symmetry in arc.symmetries(6, seed=2)[1:]:
         aug = ad.Augmentation.from_name(symmetry.name)
         expected = ad.encode(ad.apply(colours, aug), size=4)
-        assert torch.equal(symmetry.forward(torch.from_numpy(ad.encode(colours, size=4)).long()), torch.from_numpy(expected).long())
+        assert torch.equal(
+            symmetry.forward(torch.from_numpy(ad.encode(colours, size=4)).long()), torch.from_numpy(expected).long()
+        )
 
 
 def test_validity_checks():
@@ -111,7 +120,9 @@ def test_vote_and_most_confident_by_hand():
     valid = torch.tensor([[True, True], [True, True], [True, False], [True, False]])
     assert vote(tokens, confidence, valid).tolist() == [2, 0]
     assert most_confident(confidence).tolist() == [3, 0]
-    assert most_confident(confidence, torch.tensor([[True, False], [True, False], [False, False], [False, False]])).tolist() == [1, 0]
+    assert most_confident(
+        confidence, torch.tensor([[True, False], [True, False], [False, False], [False, False]])
+    ).tolist() == [1, 0]
 
 
 class ScriptedModel(nn.Module):
@@ -122,7 +133,15 @@ class ScriptedModel(nn.Module):
         self.weight = nn.Parameter(torch.zeros(1))
         self.answers, self.sure, self.vocab, self.fallback = answers, confidence, vocab, fallback
         self.core = type("Core", (), {"hidden_size": 4, "state_fields": ("x",)})()
-        self.policy = type("Policy", (), {"max_steps": 1, "halt": lambda self, logits, steps, nxt: (steps >= 1, {}), "logits": lambda self, h: {"q_halt": h[:, 0, 0]}})()
+        self.policy = type(
+            "Policy",
+            (),
+            {
+                "max_steps": 1,
+                "halt": lambda self, logits, steps, nxt: (steps >= 1, {}),
+                "logits": lambda self, h: {"q_halt": h[:, 0, 0]},
+            },
+        )()
 
     def embed(self, inputs, puzzle_ids=None):
         return inputs
@@ -149,7 +168,9 @@ def test_augment_vote_against_a_model_right_only_under_some_symmetries():
     for row in range(2):
         for k, symmetry in enumerate(symmetries):  # right under symmetries 1, 2, 3; wrong (and sure) under 0 and 4
             question = tuple(symmetry.forward(inputs[row]).tolist())
-            answers[question] = symmetry.forward(labels[row]) if k in (1, 2, 3) else symmetry.forward(torch.roll(labels[row], k + 1))
+            answers[question] = (
+                symmetry.forward(labels[row]) if k in (1, 2, 3) else symmetry.forward(torch.roll(labels[row], k + 1))
+            )
             sure[question] = 0.9 if k in (0, 4) else 0.6
     model = ScriptedModel(answers, sure, task.vocab_size, fallback=lambda r: r)
     single = build_strategy("single").run(model, task, inputs, None, Compute())
@@ -163,7 +184,9 @@ def test_augment_vote_against_a_model_right_only_under_some_symmetries():
     two = build_strategy({"name": "augment_vote", "count": 2}).run(model, task, inputs, None, Compute())
     assert torch.equal(two.tokens, single.tokens)
     # with the validity check, the wrong answer (not a Sudoku solution) cannot win
-    checked = build_strategy({"name": "augment_vote", "count": 2, "check": True}).run(model, task, inputs, None, Compute())
+    checked = build_strategy({"name": "augment_vote", "count": 2, "check": True}).run(
+        model, task, inputs, None, Compute()
+    )
     assert torch.equal(checked.tokens, labels) and checked.checked
 
 
@@ -183,7 +206,11 @@ def _trained(*overrides, seed=0):
 
 def _split(n=12, seed=0):
     data = sd.build_dataset(n, 0, seed, 2, 5, 9)
-    return {"inputs": torch.from_numpy(data["inputs"]), "labels": torch.from_numpy(data["labels"]).int(), "puzzle_ids": torch.zeros(n, dtype=torch.long)}
+    return {
+        "inputs": torch.from_numpy(data["inputs"]),
+        "labels": torch.from_numpy(data["labels"]).int(),
+        "puzzle_ids": torch.zeros(n, dtype=torch.long),
+    }
 
 
 def test_single_is_todays_prediction_bit_for_bit():
@@ -195,7 +222,10 @@ def test_single_is_todays_prediction_bit_for_bit():
     assert torch.equal(out["confidence"], torch.sigmoid(halt["q_halt"]))
     assert out["metrics"]["token_accuracy"] == pytest.approx(float(direct["token_accuracy"].double().mean()), abs=1e-12)
     assert out["metrics"]["exact_accuracy"] == float(direct["exact"].double().mean())
-    assert out["compute"] == {"forward_passes": int(steps.sum()), "segment_calls": 3 * int(steps.max())} and not out["checked"]
+    assert (
+        out["compute"] == {"forward_passes": int(steps.sum()), "segment_calls": 3 * int(steps.max())}
+        and not out["checked"]
+    )
 
 
 def test_noise_select_with_sigma_zero_equals_single_and_noise_changes_candidates():
@@ -233,7 +263,9 @@ def test_noise_select_picks_the_most_confident_of_separately_run_candidates():
 def test_more_steps_equals_a_model_with_a_larger_maximum():
     trained, split = _trained(), _split()
     compute = Compute()
-    more = build_strategy({"name": "more_steps", "factor": 2}).run(trained.model, trained.task, split["inputs"], None, compute)
+    more = build_strategy({"name": "more_steps", "factor": 2}).run(
+        trained.model, trained.task, split["inputs"], None, compute
+    )
     longer = copy.deepcopy(trained.model)
     longer.policy.max_steps = 2 * trained.model.policy.max_steps
     logits, steps, _ = run_to_halt(longer, split["inputs"])
@@ -276,10 +308,14 @@ def test_augment_vote_over_noise_select_is_one_stacked_batch():
 
 
 def test_command_line_options():
-    configs, rest = parse(["ckpt=x", "infer=single,augment_vote", "infer.inner.samples=3", "infer.inner=noise_select", "infer.count=4"])
+    configs, rest = parse(
+        ["ckpt=x", "infer=single,augment_vote", "infer.inner.samples=3", "infer.inner=noise_select", "infer.count=4"]
+    )
     assert rest == ["ckpt=x"] and [c["name"] for c in configs] == ["single", "augment_vote"]
     inner = configs[1]["inner"]
-    assert configs[1]["count"] == 4 and inner["name"] == "noise_select" and inner["samples"] == 3 and inner["sigma"] == 0.1
+    assert (
+        configs[1]["count"] == 4 and inner["name"] == "noise_select" and inner["samples"] == 3 and inner["sigma"] == 0.1
+    )
     assert parse([], {"name": "single"})[0] == [{"name": "single"}]
     with pytest.raises(ConfigError, match="has the key 'sampels'.*Did you mean 'samples'"):
         parse(["infer=noise_select", "infer.sampels=3"])
@@ -288,7 +324,13 @@ def test_command_line_options():
     with pytest.raises(ConfigError, match="no validity check"):
         build_strategy({"name": "noise_select", "check": True}).run(*_scripted_maze())
     with pytest.raises(ConfigError, match="needs a halting head"):
-        build_strategy({"name": "noise_select"}).run(tiny_model("halt=fixed", "task.box=2", seq_len=16, vocab=6), Sudoku(box=2, min_givens=4, max_givens=8), _split(2)["inputs"], None, Compute())
+        build_strategy({"name": "noise_select"}).run(
+            tiny_model("halt=fixed", "task.box=2", seq_len=16, vocab=6),
+            Sudoku(box=2, min_givens=4, max_givens=8),
+            _split(2)["inputs"],
+            None,
+            Compute(),
+        )
 
 
 def _scripted_maze():
@@ -306,7 +348,9 @@ class Echo(InferenceStrategy):
         self.certainty = certainty
 
     def run(self, model, task, inputs, puzzle_ids, compute) -> Candidates:
-        return Candidates(inputs.long(), torch.full((len(inputs),), 2 * self.certainty), torch.zeros(len(inputs), dtype=torch.int32))
+        return Candidates(
+            inputs.long(), torch.full((len(inputs),), 2 * self.certainty), torch.zeros(len(inputs), dtype=torch.int32)
+        )
 
 
 def test_a_plugin_strategy_registers_and_runs():
@@ -316,7 +360,9 @@ def test_a_plugin_strategy_registers_and_runs():
         configs, _ = parse(["infer=test_echo", "infer.certainty=0.4"])
         trained, split = _trained(), _split(3)
         out = evaluate(trained, split, configs[0])
-        assert torch.equal(out["predictions"], split["inputs"].long()) and torch.allclose(out["confidence"], torch.tensor(0.8))
+        assert torch.equal(out["predictions"], split["inputs"].long()) and torch.allclose(
+            out["confidence"], torch.tensor(0.8)
+        )
         assert out["compute"]["forward_passes"] == 0 and out["strategy"] == "test_echo (certainty=0.4)"
     finally:
         registry.unregister("infer", "test_echo")
@@ -336,7 +382,14 @@ def test_list_shows_the_infer_kind():
 
 
 def test_run_model_counts_rows_times_segments():
-    model, inputs = tiny_model("task.box=2", "halt.eval_halt=q_halt", "halt.eval_threshold=0.0", seq_len=16, vocab=6).eval(), _split(5)["inputs"]
+    model, inputs = (
+        tiny_model("task.box=2", "halt.eval_halt=q_halt", "halt.eval_threshold=0.0", seq_len=16, vocab=6).eval(),
+        _split(5)["inputs"],
+    )
     compute = Compute()
     out = run_model(model, inputs, None, compute)
-    assert torch.equal(out.steps, torch.ones(5, dtype=torch.int32)) and compute.forward_passes == 5 and compute.segment_calls == 1
+    assert (
+        torch.equal(out.steps, torch.ones(5, dtype=torch.int32))
+        and compute.forward_passes == 5
+        and compute.segment_calls == 1
+    )

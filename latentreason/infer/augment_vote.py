@@ -1,4 +1,4 @@
-"""`augment_vote` (Augmented HRM; the ARC papers' voting): solve every puzzle under the task's symmetries, map back, vote.
+"""`augment_vote` (Augmented HRM; ARC voting): solve each puzzle under the task's symmetries, map back, vote.
 
 A symmetry (Sudoku: relabelled digits, a transposition, shuffled bands, stacks, rows and columns;
 Maze: a rotation or reflection) turns a puzzle into another with the same answer, transformed the
@@ -20,9 +20,12 @@ from latentreason.tasks.symmetry import apply_all, invert_all
 class AugmentVote(InferenceStrategy):
     """Solve under `count` symmetries of the task (the identity first), map the answers back and vote."""
 
-    def __init__(self, count: int = 8, seed: int = 0, check: bool = False, inner: dict | str | None = None, trained=None):
+    def __init__(self, count: int = 8, seed: int = 0, check: bool = False, inner: dict | str = "single", trained=None):
         if not isinstance(count, int) or count < 1:
-            raise ConfigError(f"infer.count={count!r} should be a positive integer (the number of symmetric copies, the identity included)")
+            raise ConfigError(
+                f"infer.count={count!r} should be a positive integer (the number of symmetric copies, the "
+                "identity included)"
+            )
         self.count, self.seed, self.check = count, seed, check
         self.inner = build_strategy(inner or "single", trained)
         self._symmetries: tuple | None = None
@@ -31,7 +34,9 @@ class AugmentVote(InferenceStrategy):
         if self._symmetries is None or self._symmetries[0] is not task:
             found = task.symmetries(self.count, self.seed)
             if not found:
-                raise ConfigError(f"infer=augment_vote: the {type(task).__name__} task offers no symmetries (Sudoku, Maze and ARC do)")
+                raise ConfigError(
+                    f"infer=augment_vote: the {type(task).__name__} task offers no symmetries (Sudoku, Maze and ARC do)"
+                )
             self._symmetries = (task, found)
         return self._symmetries[1]
 

@@ -9,8 +9,9 @@ they change. Candidates of one batch are stacked along the batch dimension and r
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
@@ -35,19 +36,38 @@ class Candidates:
 
     def take(self, index: torch.Tensor) -> Candidates:
         """The rows `index` (a long tensor)."""
-        return Candidates(self.tokens[index], self.confidence[index], self.steps[index], {k: v[index] for k, v in self.halt_logits.items()}, self.checked)
+        return Candidates(
+            self.tokens[index],
+            self.confidence[index],
+            self.steps[index],
+            {k: v[index] for k, v in self.halt_logits.items()},
+            self.checked,
+        )
 
     def view(self, groups: int) -> Candidates:
         """Rows ordered group-major (group g, row b at g * B + b) as (groups, B, ...)."""
+
         def split(t: torch.Tensor) -> torch.Tensor:
             return t.reshape(groups, -1, *t.shape[1:])
 
-        return Candidates(split(self.tokens), split(self.confidence), split(self.steps), {k: split(v) for k, v in self.halt_logits.items()}, self.checked)
+        return Candidates(
+            split(self.tokens),
+            split(self.confidence),
+            split(self.steps),
+            {k: split(v) for k, v in self.halt_logits.items()},
+            self.checked,
+        )
 
     def choose(self, index: torch.Tensor) -> Candidates:
         """From (K, B, ...) candidates, candidate index[b] of every row b: back to (B, ...)."""
         rows = torch.arange(self.tokens.shape[1], device=index.device)
-        return Candidates(self.tokens[index, rows], self.confidence[index, rows], self.steps[index, rows], {k: v[index, rows] for k, v in self.halt_logits.items()}, self.checked)
+        return Candidates(
+            self.tokens[index, rows],
+            self.confidence[index, rows],
+            self.steps[index, rows],
+            {k: v[index, rows] for k, v in self.halt_logits.items()},
+            self.checked,
+        )
 
 
 @dataclass
@@ -63,7 +83,9 @@ class Compute:
         self.segment_calls += int(steps.max()) if len(steps) else 0
 
 
-def run_model(model: ReasoningModel, inputs: torch.Tensor, puzzle_ids: torch.Tensor | None, compute: Compute, **changes: Any) -> Candidates:
+def run_model(
+    model: ReasoningModel, inputs: torch.Tensor, puzzle_ids: torch.Tensor | None, compute: Compute, **changes: Any
+) -> Candidates:
     """`run_to_halt` (with a strategy's `changes`: max_steps, stop, perturb), counted, as candidates."""
     logits, steps, halt_logits = run_to_halt(model, inputs, puzzle_ids, **changes)
     compute.add(steps)
@@ -77,8 +99,13 @@ def q_halt_stop(halt_logits: dict[str, torch.Tensor], steps: torch.Tensor) -> to
 
 
 def needs_q_halt(model: ReasoningModel, what: str) -> None:
-    if "q_halt" not in model.policy.logits(torch.zeros(1, 1, model.core.hidden_size, device=next(model.parameters()).device)):
-        raise ConfigError(f"{what} needs a halting head (q_halt); this checkpoint's policy {type(model.policy).__name__} has none (use halt=q_act or halt_only)")
+    if "q_halt" not in model.policy.logits(
+        torch.zeros(1, 1, model.core.hidden_size, device=next(model.parameters()).device)
+    ):
+        raise ConfigError(
+            f"{what} needs a halting head (q_halt); this checkpoint's policy {type(model.policy).__name__} has "
+            "none (use halt=q_act or halt_only)"
+        )
 
 
 class InferenceStrategy:
@@ -87,7 +114,9 @@ class InferenceStrategy:
     def prepare(self, trained, split: Split) -> None:
         """Called once before the batches of `split` (e.g. to fit other checkpoints' puzzle tables)."""
 
-    def run(self, model: ReasoningModel, task: Task, inputs: torch.Tensor, puzzle_ids: torch.Tensor | None, compute: Compute) -> Candidates:
+    def run(
+        self, model: ReasoningModel, task: Task, inputs: torch.Tensor, puzzle_ids: torch.Tensor | None, compute: Compute
+    ) -> Candidates:
         raise NotImplementedError
 
     def describe(self) -> str:
@@ -99,7 +128,10 @@ def valid_rows(task: Task, inputs: torch.Tensor, candidates: torch.Tensor) -> to
     groups = candidates.shape[0]
     valid = task.check(inputs.repeat(groups, 1), candidates.reshape(-1, candidates.shape[-1]))
     if valid is None:
-        raise ConfigError(f"infer.check=true: the {type(task).__name__} task has no validity check (Sudoku and Maze have one); drop infer.check")
+        raise ConfigError(
+            f"infer.check=true: the {type(task).__name__} task has no validity check (Sudoku and Maze have "
+            "one); drop infer.check"
+        )
     return valid.to(candidates.device).reshape(groups, -1)
 
 
@@ -121,7 +153,9 @@ def vote(tokens: torch.Tensor, confidence: torch.Tensor, valid: torch.Tensor | N
     same = (tokens[:, None] == tokens[None, :]).all(-1)  # (K, K, B): candidate j gives the answer of k
     usable = torch.ones_like(confidence, dtype=torch.bool) if valid is None else valid | ~valid.any(0, keepdim=True)
     votes = (same & usable[None]).sum(1).float()  # (K, B)
-    score = torch.where(usable, 2 * votes + confidence.float(), torch.full_like(votes, -1.0))  # confidence < 1 < 2: votes first
+    score = torch.where(
+        usable, 2 * votes + confidence.float(), torch.full_like(votes, -1.0)
+    )  # confidence < 1 < 2: votes first
     return score.argmax(0)
 
 

@@ -43,19 +43,36 @@ def _stack(candidates: list[Candidates]) -> Candidates:
 class Ensemble(InferenceStrategy):
     """Several checkpoints (this one and infer.ckpts=[...]): majority vote or first to halt."""
 
-    def __init__(self, ckpts: list | None = None, mode: str = "vote", check: bool = False, inner: dict | str | None = None, trained=None):
+    def __init__(
+        self,
+        ckpts: list | tuple = (),
+        mode: str = "vote",
+        check: bool = False,
+        inner: dict | str = "single",
+        trained=None,
+    ):
         if mode not in MODES:
             raise ConfigError(f"infer.mode={mode!r} is not an ensemble mode; choose one of: {', '.join(MODES)}")
         if isinstance(ckpts, str):
             ckpts = [ckpts]
         self.paths, self.mode, self.check = list(ckpts or []), mode, check
-        if mode == "first_to_halt" and inner not in (None, "single") and not (isinstance(inner, dict) and inner.get("name") == "single"):
-            raise ConfigError("infer.mode=first_to_halt runs every member with its halting head; it takes no inner strategy (drop infer.inner)")
+        if (
+            mode == "first_to_halt"
+            and inner not in (None, "single")
+            and not (isinstance(inner, dict) and inner.get("name") == "single")
+        ):
+            raise ConfigError(
+                "infer.mode=first_to_halt runs every member with its halting head; it takes no inner strategy "
+                "(drop infer.inner)"
+            )
         self.inner = build_strategy(inner or "single", trained)
         self.members = []
         if self.paths:
             if trained is None:
-                raise ConfigError("infer=ensemble with infer.ckpts needs the evaluated checkpoint (use it through `latentreason eval`/`solve` or evaluate())")
+                raise ConfigError(
+                    "infer=ensemble with infer.ckpts needs the evaluated checkpoint (use it through "
+                    "`latentreason eval`/`solve` or evaluate())"
+                )
             self.members = [self._load(path, trained) for path in self.paths]
 
     @staticmethod
@@ -66,7 +83,8 @@ class Ensemble(InferenceStrategy):
         ours, theirs = trained.task, member.task
         if type(ours) is not type(theirs) or (ours.seq_len, ours.vocab_size) != (theirs.seq_len, theirs.vocab_size):
             raise ConfigError(
-                f"infer.ckpts: {path} was trained on {theirs.describe()}, the evaluated checkpoint on {ours.describe()}; "
+                f"infer.ckpts: {path} was trained on {theirs.describe()}, the evaluated checkpoint on "
+                f"{ours.describe()}; "
                 "an ensemble's members must share the task's tokens"
             )
         return member
@@ -91,7 +109,11 @@ class Ensemble(InferenceStrategy):
         else:
             every = _stack([self.inner.run(m, task, inputs, puzzle_ids, compute) for m in models])
             valid = valid_rows(task, inputs, every.tokens) if self.check else None
-            index = vote(every.tokens, every.confidence, valid) if len(models) > 1 else most_confident(every.confidence, valid)
+            index = (
+                vote(every.tokens, every.confidence, valid)
+                if len(models) > 1
+                else most_confident(every.confidence, valid)
+            )
         chosen = every.choose(index)
         chosen.checked = self.check or every.checked
         return chosen

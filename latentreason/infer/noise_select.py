@@ -20,7 +20,16 @@ from latentreason.registry import register
 class NoiseSelect(InferenceStrategy):
     """PTRM: N candidates with Gaussian noise on the latent at each segment, chosen by Q-halt confidence."""
 
-    def __init__(self, samples: int = 8, sigma: float = 0.1, clean: bool = True, fields: list | None = None, seed: int = 0, check: bool = False, trained=None):
+    def __init__(
+        self,
+        samples: int = 8,
+        sigma: float = 0.1,
+        clean: bool = True,
+        fields: list | None = None,
+        seed: int = 0,
+        check: bool = False,
+        trained=None,
+    ):
         if not isinstance(samples, int) or samples < 1:
             raise ConfigError(f"infer.samples={samples!r} should be a positive integer (the number of candidates)")
         if not sigma >= 0:
@@ -50,7 +59,10 @@ class NoiseSelect(InferenceStrategy):
         if self.fields is not None:
             unknown = set(self.fields) - set(model.core.state_fields)
             if unknown:
-                raise ConfigError(f"infer.fields: {sorted(unknown)} are not state fields of this core ({', '.join(model.core.state_fields)})")
+                raise ConfigError(
+                    f"infer.fields: {sorted(unknown)} are not state fields of this core "
+                    f"({', '.join(model.core.state_fields)})"
+                )
         if self.samples > 1:
             needs_q_halt(model, "infer=noise_select with samples > 1")
         batch = len(inputs)

@@ -8,7 +8,8 @@ option goes to every strategy that has that key, so one command compares them on
 from __future__ import annotations
 
 import inspect
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import yaml
 
@@ -33,7 +34,11 @@ def with_card(config: Mapping[str, Any] | str) -> dict[str, Any]:
     defaults = card(str(config["name"]))
     merged = {**defaults, **config}
     inner, default_inner = _as_config(config.get("inner")), _as_config(defaults.get("inner"))
-    if inner is not None and default_inner is not None and inner.get("name", default_inner["name"]) == default_inner["name"]:
+    if (
+        inner is not None
+        and default_inner is not None
+        and inner.get("name", default_inner["name"]) == default_inner["name"]
+    ):
         merged["inner"] = {**default_inner, **inner}  # infer.inner.sigma=... keeps the card's inner strategy
     if isinstance(merged.get("inner"), (str, Mapping)):
         merged["inner"] = with_card(merged["inner"])
@@ -60,14 +65,17 @@ def _accepts(name: str, key: str) -> bool:
 
 
 def parse(args: list[str], default: Mapping[str, Any] | None = None) -> tuple[list[dict[str, Any]], list[str]]:
-    """The strategies the `infer=`/`infer.*=` arguments ask for (default: `default`, else single), and the other arguments."""
+    """The strategies `infer=`/`infer.*=` ask for (default: `default`, else single), and the other arguments."""
     names, options, rest = None, {}, []
     for arg in args:
         key, eq, value = arg.partition("=")
         if eq and key == "infer":
             names = [n.strip() for n in value.split(",") if n.strip()]
             if not names:
-                raise ConfigError("infer= names no strategy; e.g. infer=single or infer=single,augment_vote (see `latentreason list infer`)")
+                raise ConfigError(
+                    "infer= names no strategy; e.g. infer=single or infer=single,augment_vote (see "
+                    "`latentreason list infer`)"
+                )
         elif eq and key.startswith("infer."):
             options[key.removeprefix("infer.")] = _value(value)
         else:
@@ -84,9 +92,14 @@ def parse(args: list[str], default: Mapping[str, Any] | None = None) -> tuple[li
         if not takers:
             from latentreason.registry import close_matches
 
-            keys = sorted({k for c in configs for k in inspect.signature(_factory(c["name"])).parameters if k != "trained"})
+            keys = sorted(
+                {k for c in configs for k in inspect.signature(_factory(c["name"])).parameters if k != "trained"}
+            )
             names = ", ".join(c["name"] for c in configs)
-            raise ConfigError(f"infer.{dotted}: no strategy of {names} has the key {path[0]!r} (keys: {', '.join(keys)}).{close_matches(path[0], keys)}")
+            raise ConfigError(
+                f"infer.{dotted}: no strategy of {names} has the key {path[0]!r} (keys: "
+                f"{', '.join(keys)}).{close_matches(path[0], keys)}"
+            )
         for config in takers:
             _set(config, path, value)
     return [with_card(c) for c in configs], rest

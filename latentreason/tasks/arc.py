@@ -321,7 +321,7 @@ class Arc(Task):
         return panels
 
     def symmetries(self, count: int, seed: int = 0) -> list:
-        """The identity, then random ARC augmentations of the whole canvas: a dihedral transform and a recolouring (black kept).
+        """The identity, then random ARC augmentations of the canvas: a dihedral transform, new colours (black kept).
 
         The rows keep their puzzle identifier: with puzzle embeddings, which name one augmented
         variant of a task, the task's own vote over its held-out variants (`score`) is the ARC
@@ -334,7 +334,8 @@ class Arc(Task):
         cells = np.arange(self.seq_len).reshape(self.size, self.size)
         found = [identity(self.seq_len, self.vocab_size)]
         for _ in range(1, count):
-            aug = ad.Augmentation(int(rng.integers(ad.NUM_TRANSFORMS)), (0, *rng.permutation(np.arange(1, ad.NUM_COLOURS)).tolist()))
+            colours = (0, *rng.permutation(np.arange(1, ad.NUM_COLOURS)).tolist())
+            aug = ad.Augmentation(int(rng.integers(ad.NUM_TRANSFORMS)), colours)
             tokens = np.arange(self.vocab_size)
             tokens[ad.COLOUR_OFFSET :] = np.asarray(aug.colours) + ad.COLOUR_OFFSET
             positions = dihedral(cells, aug.transform).reshape(-1)

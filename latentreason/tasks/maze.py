@@ -153,7 +153,8 @@ class Maze(Task):
         order = [0, *(1 + np.random.default_rng(seed).permutation(7))][: max(1, min(count, 8))]
         cells = np.arange(self.size * self.size).reshape(self.size, self.size)
         vocab = torch.arange(self.vocab_size)
-        return [Symmetry(torch.from_numpy(dihedral(cells, int(k)).reshape(-1)).long(), vocab, f"dihedral-{int(k)}") for k in order]
+        positions = [torch.from_numpy(dihedral(cells, int(k)).reshape(-1)).long() for k in order]
+        return [Symmetry(p, vocab, f"dihedral-{int(k)}") for p, k in zip(positions, order)]
 
     def check(self, inputs: torch.Tensor, predictions: torch.Tensor) -> torch.Tensor:
         """A shortest path from S to G, the labelled one or another (`maze_data.is_shortest_path`)."""

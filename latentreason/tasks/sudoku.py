@@ -150,17 +150,20 @@ class Sudoku(Task):
         return torch.from_numpy(sd.encode(grid).astype(np.int64))
 
     def symmetries(self, count: int, seed: int = 0) -> list:
-        """The identity, then random HRM augmentations: digit relabelling, transposition, band/stack and row/column shuffles."""
+        """The identity, then random HRM augmentations (digits relabelled, transposition, rows and columns moved)."""
         from latentreason.tasks.symmetry import Symmetry, identity
 
         rng = np.random.default_rng(seed)
         found = [identity(self.seq_len, self.vocab_size)]
         for index in range(1, count):
             digit_map, transpose, row_order, col_order = sd.draw_symmetry(rng, self.box)
-            rows, cols = np.meshgrid(row_order, col_order, indexing="ij")  # new (r, c) <- old (row_order[r], col_order[c])
+            # new cell (r, c) <- old cell (row_order[r], col_order[c]) of the (transposed) grid
+            rows, cols = np.meshgrid(row_order, col_order, indexing="ij")
             positions = (cols * self.n + rows) if transpose else (rows * self.n + cols)
-            tokens = np.concatenate([[0], sd.encode(digit_map)])  # PAD stays PAD, value v (token v + 1) -> digit_map[v] + 1
-            found.append(Symmetry(torch.from_numpy(positions.reshape(-1)).long(), torch.from_numpy(tokens.astype(np.int64)), f"sudoku-{index}"))
+            # PAD stays PAD, value v (token v + 1) -> digit_map[v] + 1
+            tokens = np.concatenate([[0], sd.encode(digit_map)])
+            positions = torch.from_numpy(positions.reshape(-1)).long()
+            found.append(Symmetry(positions, torch.from_numpy(tokens.astype(np.int64)), f"sudoku-{index}"))
         return found
 
     def check(self, inputs: torch.Tensor, predictions: torch.Tensor) -> torch.Tensor:
