@@ -19,8 +19,11 @@ os.environ.setdefault("NO_MKDOCS_2_WARNING", "1")
 
 from mkdocs.structure.files import File  # noqa: E402
 
-KIND_TITLES = {"core": "Cores", "grad": "Gradient estimators", "halt": "Halting policies", "task": "Tasks", "optim": "Optimizers"}
-KIND_PAGES = {"core": "cores.md", "grad": "estimators.md", "halt": "halting.md"}
+KIND_TITLES = {
+    "core": "Cores", "grad": "Gradient estimators", "halt": "Halting policies", "task": "Tasks", "optim": "Optimizers",
+    "infer": "Inference strategies",
+}
+KIND_PAGES = {"core": "cores.md", "grad": "estimators.md", "halt": "halting.md", "infer": "inference.md"}
 
 
 def anchor(kind: str, name: str) -> str:

@@ -153,6 +153,7 @@ def cmd_eval(args: list[str]) -> None:
     """Score a checkpoint: token and exact accuracy (ARC: pass@k and a submission.json).
 
     usage: latentreason eval ckpt=PATH [data=test|train|FILE] [solutions=FILE] [limit=N] [batch_size=N] [out=DIR]
+                             [infer=NAME[,NAME ...]] [infer.KEY=VALUE ...]
 
     options:
       ckpt=PATH           a checkpoint of `latentreason run` (runs/<run>/final.ckpt)
@@ -161,33 +162,62 @@ def cmd_eval(args: list[str]) -> None:
       limit=N             only the first N examples
       batch_size=N        examples per forward pass (default: the run's trainer.eval_batch_size)
       out=DIR             where task scores are written (default: <run>/eval-<data>)
+      infer=NAME,...      inference strategies (single, more_steps, noise_select, augment_vote, ensemble:
+                          latentreason list infer), compared in one table with their compute
+      infer.KEY=VALUE     a strategy's setting, e.g. infer.samples=16 infer.sigma=0.2
 
     example:
       latentreason eval ckpt=runs/hrm_sudoku-cpu-20250101-120000/final.ckpt limit=500
+      latentreason eval ckpt=runs/hrm_sudoku-cpu-20250101-120000/final.ckpt infer=single,augment_vote
     """
     from latentreason.errors import ConfigError
+    from latentreason.infer import compare, evaluate
+    from latentreason.infer.options import parse
     from latentreason.inference import load_checkpoint
     from latentreason.train.run import format_scores
 
-    options, rest = _key_values(args, {"ckpt", "data", "solutions", "limit", "batch_size", "out"}, "eval")
+    asked = any(a.partition("=")[0] == "infer" or a.startswith("infer.") for a in args)
+    allowed = {"ckpt", "data", "solutions", "limit", "batch_size", "out"}
+    options, rest = _key_values(_without_infer(args), allowed, "eval")
     if "ckpt" not in options or rest:
-        raise ConfigError("usage: latentreason eval ckpt=PATH [data=FILE|test|train] [solutions=FILE] [limit=N] [out=DIR]")
+        raise ConfigError(
+            "usage: latentreason eval ckpt=PATH [data=FILE|test|train] [solutions=FILE] [limit=N] [out=DIR] "
+            "[infer=NAME[,NAME]] [infer.KEY=VALUE]"
+        )
     trained = load_checkpoint(options["ckpt"])
+    strategies, _ = parse(args, trained.config.infer)
     task, config = trained.task, trained.config
     source = options.get("data", "test")
     data = read_data(trained, source, options.get("solutions"))
     limit, batch_size = _positive(options, "limit", len(data["inputs"])), _positive(options, "batch_size", int(config.trainer.eval_batch_size))
-    out = trained.predict(data, batch_size, limit)
-    m = out["metrics"]
-    console.print(f"{source}: {int(m['count']):,} examples, token accuracy {m['token_accuracy']:.2%}, exact accuracy {m['exact_accuracy']:.2%}, mean steps {m['steps']:.2f}")
-    if task.scores_predictions:
-        data = {k: v if k == "names" else v[: out["count"]] for k, v in data.items()}  # the rows predicted (limit=)
-        from latentreason.train.checkpoints import run_dir_of
+    results = []
+    for strategy in strategies:
+        out = evaluate(trained, data, strategy, batch_size, limit)
+        results.append(out)
+        m = out["metrics"]
+        name = f" [{out['strategy']}]" if asked else ""
+        line = f"token accuracy {m['token_accuracy']:.2%}, exact accuracy {m['exact_accuracy']:.2%}"
+        line += f", mean steps {m['steps']:.2f}"
+        console.print(f"{source}{name}: {int(m['count']):,} examples, {line}", markup=False)
+        if task.scores_predictions:
+            # the rows predicted (limit=)
+            predicted = {k: v if k == "names" else v[: out["count"]] for k, v in data.items()}
+            from latentreason.train.checkpoints import run_dir_of
 
-        out_dir = Path(options.get("out") or run_dir_of(Path(options["ckpt"]).resolve()) / f"eval-{Path(source).stem}")
-        scores = task.score(data, out["predictions"], out["confidence"], out_dir)
-        if scores:
-            console.print(f"{type(task).__name__} scores: {format_scores(scores)}")
+            run_dir = run_dir_of(Path(options["ckpt"]).resolve())
+            out_dir = Path(options.get("out") or run_dir / f"eval-{Path(source).stem}")
+            if len(strategies) > 1:
+                out_dir = out_dir / out["strategy"].replace(" ", "").replace("/", "_")
+            scores = task.score(predicted, out["predictions"], out["confidence"], out_dir)
+            if scores:
+                console.print(f"{type(task).__name__} scores{name}: {format_scores(scores)}", markup=False)
+    if asked:
+        device = "GPU" if trained.device.type == "cuda" else "CPU"
+        compare(results, f"{source}: {results[0]['count']:,} examples, {device}, batch size {batch_size}")
+
+
+def _without_infer(args: list[str]) -> list[str]:
+    return [a for a in args if not (a.partition("=")[0] == "infer" or a.startswith("infer."))]
 
 
 def read_data(trained, source: str, solutions: str | None = None):
@@ -220,33 +250,48 @@ def _positive(options: dict[str, str], key: str, default: int) -> int:
 def cmd_solve(args: list[str]) -> None:
     """Solve one puzzle with a checkpoint and show the grids (and save them as a PNG).
 
-    usage: latentreason solve ckpt=PATH PUZZLE [png=FILE]
+    usage: latentreason solve ckpt=PATH PUZZLE [png=FILE] [infer=NAME] [infer.KEY=VALUE ...]
 
     options:
       ckpt=PATH           a checkpoint of `latentreason run`
       PUZZLE              the puzzle on one line (Sudoku: 81 digits, 0 or . for blanks), or a file holding it;
                           ARC: a task .json
       png=FILE            also save the grids as a PNG
+      infer=NAME          an inference strategy (default single; latentreason list infer)
 
     example:
       latentreason solve ckpt=runs/hrm_sudoku-cpu-20250101-120000/final.ckpt 530070000600195000098000060800060003400803001700020006060000280000419005000080079
     """
     from latentreason.errors import ConfigError
+    from latentreason.infer import evaluate
+    from latentreason.infer.options import parse
     from latentreason.inference import load_checkpoint
     from latentreason.render import save_png, show
 
-    options, rest = _key_values(args, {"ckpt", "png"}, "solve")
+    options, rest = _key_values(_without_infer(args), {"ckpt", "png"}, "solve")
     if "ckpt" not in options or len(rest) != 1:
-        raise ConfigError("usage: latentreason solve ckpt=PATH PUZZLE [png=FILE] (PUZZLE: the puzzle on one line, or a file holding it; ARC: a task .json)")
+        raise ConfigError(
+            "usage: latentreason solve ckpt=PATH PUZZLE [png=FILE] [infer=NAME] [infer.KEY=VALUE] "
+            "(PUZZLE: the puzzle on one line, or a file holding it; ARC: a task .json)"
+        )
     trained = load_checkpoint(options["ckpt"])
+    strategies, _ = parse(args, trained.config.infer)
+    if len(strategies) != 1:
+        raise ConfigError("solve takes one inference strategy (infer=NAME); to compare several, use eval")
     task = trained.task
     split = task.puzzle_split(rest[0])
     trained.use_puzzle_names(split)
-    out = trained.predict(split)
+    out = evaluate(trained, split, strategies[0])
     panels = task.present(split, out["predictions"], out["confidence"])
     show(panels)
     steps = out["steps"].float()
-    console.print(f"after {int(steps[0])} segments" if len(steps) == 1 else f"{len(steps)} variants, after {steps.mean():.1f} segments on average")
+    how = ""
+    if strategies[0]["name"] != "single":
+        how = f" ({out['strategy']}, {out['per_example']['forward_passes']:.0f} forward passes per puzzle)"
+    if len(steps) == 1:
+        console.print(f"after {int(steps[0])} segments{how}", markup=False)
+    else:
+        console.print(f"{len(steps)} variants, after {steps.mean():.1f} segments on average{how}", markup=False)
     if "png" in options:
         console.print(f"Saved {save_png(panels, options['png'])}")
 

@@ -7,6 +7,7 @@ Nothing here trains: a loaded model is a plain `ReasoningModel` in eval mode, no
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,16 +16,23 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from latentreason.console import console, progress
+from latentreason.cores.base import State
 from latentreason.model import ReasoningModel, adapt_puzzle_table, build_model
 from latentreason.tasks.base import Split, Task, build_task
 from latentreason.train.checkpoints import read_checkpoint
-from latentreason.train.deep_supervision import per_row_results
 from latentreason.train.losses import IGNORE_LABEL
 from latentreason.train.metrics import ReasoningMetrics
 
 
 @torch.no_grad()
-def run_to_halt(model: ReasoningModel, inputs: torch.Tensor, puzzle_ids: torch.Tensor | None = None):
+def run_to_halt(
+    model: ReasoningModel,
+    inputs: torch.Tensor,
+    puzzle_ids: torch.Tensor | None = None,
+    max_steps: int | None = None,
+    stop: Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor] | None = None,
+    perturb: Callable[[State, torch.Tensor, int], State] | None = None,
+):
     """Run segments until every row halted; each row's output is read at its halting step.
 
     Rows that halt leave the batch: the next segment runs only on the rows still active (their
@@ -32,10 +40,15 @@ def run_to_halt(model: ReasoningModel, inputs: torch.Tensor, puzzle_ids: torch.T
     row stops at `max_steps` at the latest. Batch sizes shrink from segment to segment, which a
     compiled core sees as new shapes.
 
+    Inference strategies (`latentreason.infer`) change three things, all off by default:
+    `max_steps` (the cap, default the policy's), `stop(halt_logits, steps) -> halted rows` (instead
+    of the policy's rule) and `perturb(state, rows, step) -> state` (called before every segment
+    with the original row index of each active row, e.g. to add noise to the latent).
+
     Returns (logits, steps per row, halting logits at each row's halting step).
     """
     batch, device = inputs.shape[0], inputs.device
-    max_steps = model.policy.max_steps
+    max_steps = max_steps or model.policy.max_steps
     x = model.embed(inputs, puzzle_ids)
     state = model.initial_state(batch, device)
     # Rows leave as they halt: a compiled core sees a new batch size every segment. Marked dynamic,
@@ -47,6 +60,8 @@ def run_to_halt(model: ReasoningModel, inputs: torch.Tensor, puzzle_ids: torch.T
     final_logits: torch.Tensor | None = None
     final_halt: dict[str, torch.Tensor] = {}
     for step in range(1, max_steps + 1):
+        if perturb is not None:
+            state = perturb(state, active, step)
         state = model.segment(state, x)
         logits, halt_logits = model.heads(state)
         if final_logits is None:
@@ -58,7 +73,10 @@ def run_to_halt(model: ReasoningModel, inputs: torch.Tensor, puzzle_ids: torch.T
                 final_halt[k][active] = v
             break
         row_steps = torch.full((len(active),), step, dtype=torch.int32, device=device)
-        halted, _ = model.policy.halt(halt_logits, row_steps, lambda: {})
+        if stop is None:
+            halted = model.policy.halt(halt_logits, row_steps, lambda: {})[0]
+        else:
+            halted = stop(halt_logits, row_steps)
         if not bool(halted.any()):  # nobody stops here: no bookkeeping, no re-indexing
             continue
         rows = active[halted]
@@ -138,29 +156,38 @@ class TrainedModel:
             answer = None
         return Solution(answer, out["predictions"], out["steps"], out["confidence"], panels)
 
-    def predict(self, split: Split | torch.Tensor, batch_size: int | None = None, limit: int | None = None) -> dict:
+    def predict(
+        self, split: Split | torch.Tensor, batch_size: int | None = None, limit: int | None = None, strategy=None
+    ) -> dict:
         """Run every row of `split` to its halting step: predicted tokens, confidence, steps and the usual metrics.
 
         `split` is a dict of `inputs` (rows of token ids), `labels` and `puzzle_ids`, as the task's
         splits are; or just the inputs (a tensor, or a dict without labels): then there is nothing
         to score, and the metrics count only the rows and their segments.
+        `strategy` (a `latentreason.infer.InferenceStrategy`, default `single`: one pass) decides how
+        the answers are found; `compute` says what it cost (forward passes = rows x segment calls).
         """
+        from latentreason.infer.base import Compute, build_strategy
+
         split = as_split(split)
+        strategy = strategy if strategy is not None else build_strategy("single", self)
+        strategy.prepare(self, split)
         batch_size = batch_size or int(self.config.trainer.eval_batch_size)
         count = len(split["inputs"]) if limit is None else min(limit, len(split["inputs"]))
-        metrics, predictions, confidences, segments = ReasoningMetrics(), [], [], []
+        metrics, predictions, confidences, segments, compute, checked = ReasoningMetrics(), [], [], [], Compute(), False
         bar = progress("Predicting", count) if count > batch_size else nullcontext(lambda n: None)  # no bar for one batch
         with torch.no_grad(), bar as advance:
             for start in range(0, count, batch_size):
                 stop = min(start + batch_size, count)
                 inputs, labels, ids = (split[k][start:stop].to(self.device) for k in ("inputs", "labels", "puzzle_ids"))
-                logits, steps, halt_logits = run_to_halt(self.model, inputs, ids)
-                results = per_row_results(logits, labels)
-                results.update(steps=steps, **halt_logits)
+                answer = strategy.run(self.model, self.task, inputs, ids, compute)
+                results = token_results(answer.tokens, labels)
+                results.update(steps=answer.steps, **answer.halt_logits)
                 metrics.update({k: v.cpu() for k, v in results.items()})
-                predictions.append(logits.argmax(-1).cpu())
-                confidences.append(confidence(halt_logits, stop - start).cpu())
-                segments.append(steps.cpu())
+                predictions.append(answer.tokens.cpu())
+                confidences.append(answer.confidence.cpu())
+                segments.append(answer.steps.cpu())
+                checked = checked or answer.checked
                 advance(stop - start)
         return {
             "predictions": torch.cat(predictions),
@@ -168,6 +195,8 @@ class TrainedModel:
             "steps": torch.cat(segments),
             "count": count,
             "metrics": {k: float(v) for k, v in metrics.compute().items()},
+            "compute": {"forward_passes": compute.forward_passes, "segment_calls": compute.segment_calls},
+            "checked": checked,
         }
 
 
@@ -181,6 +210,15 @@ def as_split(batch: Split | torch.Tensor) -> Split:
     split.setdefault("labels", torch.full_like(inputs, IGNORE_LABEL, dtype=torch.long))
     split.setdefault("puzzle_ids", torch.zeros(len(inputs), dtype=torch.long))
     return split
+
+
+def token_results(predictions: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    """`per_row_results` of predicted tokens (the logits' argmax): token accuracy and exact correctness per row."""
+    mask = labels != IGNORE_LABEL
+    counts = mask.sum(-1)
+    correct = mask & (predictions == labels)
+    accuracy = correct.sum(-1) / counts.clamp_min(1)
+    return {"counts": counts, "token_accuracy": accuracy, "exact": correct.sum(-1) == counts}
 
 
 def load_checkpoint(path: str | Path, device: str | None = None) -> TrainedModel:
@@ -202,6 +240,8 @@ def load_checkpoint(path: str | Path, device: str | None = None) -> TrainedModel
     if checkpoint.get("ema"):
         model.load_state_dict({**model.state_dict(), **checkpoint["ema"]})
     model.eval()
+    if "infer" not in config:  # how `eval` and `solve` find answers unless told otherwise: one pass
+        config.infer = {"name": "single"}
     if device is None:
         gpu = torch.cuda.is_available() and config.trainer.get("accelerator", "auto") in ("auto", "gpu", "cuda")
         device = "cuda" if gpu else "cpu"

@@ -20,8 +20,8 @@ from typing import Any
 
 from latentreason.errors import ConfigError
 
-# The kinds of part, as config groups name them (`core=hrm`, `halt=q_act`, `optim=adamw`).
-KINDS = ("core", "grad", "halt", "task", "optim")
+# The kinds of part, as config groups name them (`core=hrm`, `halt=q_act`, `optim=adamw`, `infer=augment_vote`).
+KINDS = ("core", "grad", "halt", "task", "optim", "infer")
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,24 @@ def test_solve_prints_the_grid(trained):
         assert image.format == "PNG" and image.width >= 2 * 9 * 20 and image.height >= 9 * 20
 
 
+def test_eval_compares_inference_strategies_and_solve_takes_one(trained):
+    root, _ = trained
+    ckpt = f"ckpt={root / 'tiny' / 'final.ckpt'}"
+    env = {"COLUMNS": "250", "LATENTREASON_CACHE": str(root / "cache")}
+    result = latentreason("eval", ckpt, "infer=single,augment_vote", "infer.count=3", "limit=4", env_extra=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "forward passes / ex" in result.stdout and "augment_vote (count=3)" in result.stdout
+    table = [line for line in result.stdout.splitlines() if line.startswith("│ augment_vote")]
+    cells = [cell.strip() for cell in table[0].split("│")]  # strategy, exact, token, segments, passes, compute x single
+    assert len(table) == 1 and cells[6] == "3.0"  # 3x the forward passes of a single pass
+    puzzle, _, _ = sd.generate_puzzle(np.random.default_rng(7), 3, 45, 55)
+    result = latentreason("solve", ckpt, sd.grid_to_string(puzzle), "infer=noise_select", "infer.samples=2", env_extra=env)
+    assert result.returncode == 0, result.stderr
+    assert "noise_select (samples=2), 4 forward passes per puzzle" in result.stdout
+    result = latentreason("eval", ckpt, "infer=single", "infer.count=3", env_extra=env)
+    assert result.returncode == 2 and "no strategy of single has the key 'count'" in result.stdout
+
+
 def test_resume_from_last_checkpoint_continues(trained, tmp_path):
     root, _ = trained
     last = root / "tiny" / "checkpoints" / "last.ckpt"

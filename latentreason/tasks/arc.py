@@ -320,6 +320,28 @@ class Arc(Task):
                     panels.append(Panel("expected", Grid(answer.truth, "arc")))
         return panels
 
+    def symmetries(self, count: int, seed: int = 0) -> list:
+        """The identity, then random ARC augmentations of the canvas: a dihedral transform, new colours (black kept).
+
+        The rows keep their puzzle identifier: with puzzle embeddings, which name one augmented
+        variant of a task, the task's own vote over its held-out variants (`score`) is the ARC
+        papers' procedure; these symmetries are for models without them.
+        """
+        from latentreason.tasks.grids import dihedral
+        from latentreason.tasks.symmetry import Symmetry, identity
+
+        rng = np.random.default_rng(seed)
+        cells = np.arange(self.seq_len).reshape(self.size, self.size)
+        found = [identity(self.seq_len, self.vocab_size)]
+        for _ in range(1, count):
+            colours = (0, *rng.permutation(np.arange(1, ad.NUM_COLOURS)).tolist())
+            aug = ad.Augmentation(int(rng.integers(ad.NUM_TRANSFORMS)), colours)
+            tokens = np.arange(self.vocab_size)
+            tokens[ad.COLOUR_OFFSET :] = np.asarray(aug.colours) + ad.COLOUR_OFFSET
+            positions = dihedral(cells, aug.transform).reshape(-1)
+            found.append(Symmetry(torch.from_numpy(positions.copy()).long(), torch.from_numpy(tokens).long(), aug.name))
+        return found
+
     def to_grid(self, tokens: torch.Tensor):
         from latentreason.render import Grid
 

@@ -69,6 +69,21 @@ class Task:
         """
         return {}
 
+    def symmetries(self, count: int, seed: int = 0) -> list:
+        """Up to `count` symmetries of the task (`latentreason.tasks.symmetry.Symmetry`), the identity first.
+
+        Each maps a puzzle and its answer to another valid pair and has an exact inverse; the
+        inference strategy `augment_vote` solves under each and votes. None by default.
+        """
+        return []
+
+    def check(self, inputs: torch.Tensor, predictions: torch.Tensor) -> torch.Tensor | None:
+        """Which predicted rows are valid answers to their puzzles (bool (B,)), or None: no check for this task.
+
+        A rule check, not the label: inference strategies may use it to reject candidates (`infer.check=true`).
+        """
+        return None
+
     def position_groups(self) -> torch.Tensor | None:
         """Optional (seq_len, G) ids of the groups each position belongs to (for `model.grid_positions`)."""
         return None

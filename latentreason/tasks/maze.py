@@ -146,6 +146,21 @@ class Maze(Task):
             raise DatasetFormatError("the maze needs exactly one start 'S' and one goal 'G'")
         return torch.from_numpy(ids.astype(np.int64))
 
+    def symmetries(self, count: int, seed: int = 0) -> list:
+        """The identity, then up to 7 other rotations and reflections of the square maze (in a random order)."""
+        from latentreason.tasks.symmetry import Symmetry
+
+        order = [0, *(1 + np.random.default_rng(seed).permutation(7))][: max(1, min(count, 8))]
+        cells = np.arange(self.size * self.size).reshape(self.size, self.size)
+        vocab = torch.arange(self.vocab_size)
+        positions = [torch.from_numpy(dihedral(cells, int(k)).reshape(-1)).long() for k in order]
+        return [Symmetry(p, vocab, f"dihedral-{int(k)}") for p, k in zip(positions, order)]
+
+    def check(self, inputs: torch.Tensor, predictions: torch.Tensor) -> torch.Tensor:
+        """A shortest path from S to G, the labelled one or another (`maze_data.is_shortest_path`)."""
+        questions, answers = inputs.cpu().numpy(), predictions.cpu().numpy()
+        return torch.tensor([md.is_shortest_path(q, a) for q, a in zip(questions, answers)], dtype=torch.bool)
+
     def position_groups(self) -> torch.Tensor:
         """Row and column of every cell, as ids 0..2*size-1."""
         cell = torch.arange(self.size * self.size)

@@ -149,6 +149,30 @@ class Sudoku(Task):
         grid = sd._parse_grid(text, self.box, table, "puzzle", "the command line")
         return torch.from_numpy(sd.encode(grid).astype(np.int64))
 
+    def symmetries(self, count: int, seed: int = 0) -> list:
+        """The identity, then random HRM augmentations (digits relabelled, transposition, rows and columns moved)."""
+        from latentreason.tasks.symmetry import Symmetry, identity
+
+        rng = np.random.default_rng(seed)
+        found = [identity(self.seq_len, self.vocab_size)]
+        for index in range(1, count):
+            digit_map, transpose, row_order, col_order = sd.draw_symmetry(rng, self.box)
+            # new cell (r, c) <- old cell (row_order[r], col_order[c]) of the (transposed) grid
+            rows, cols = np.meshgrid(row_order, col_order, indexing="ij")
+            positions = (cols * self.n + rows) if transpose else (rows * self.n + cols)
+            # PAD stays PAD, value v (token v + 1) -> digit_map[v] + 1
+            tokens = np.concatenate([[0], sd.encode(digit_map)])
+            positions = torch.from_numpy(positions.reshape(-1)).long()
+            found.append(Symmetry(positions, torch.from_numpy(tokens.astype(np.int64)), f"sudoku-{index}"))
+        return found
+
+    def check(self, inputs: torch.Tensor, predictions: torch.Tensor) -> torch.Tensor:
+        """A complete grid with every row, column and box holding each digit once, and every given kept."""
+        puzzles = sd.decode(np.asarray(inputs.cpu(), dtype=np.int64).clip(0, 255).astype(np.uint8))
+        answers = sd.decode(np.asarray(predictions.cpu(), dtype=np.int64).clip(0, 255).astype(np.uint8))
+        valid = sd._valid_solution_mask(answers, self.box) & sd._consistent_mask(puzzles, answers)
+        return torch.from_numpy(valid)
+
     def position_groups(self) -> torch.Tensor:
         """Row, column and box of every cell, as ids 0..3n-1."""
         cell = torch.arange(self.n * self.n)

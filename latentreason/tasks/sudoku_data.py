@@ -323,6 +323,19 @@ def generate_puzzle(
     return puzzle, solution, rating(puzzle, box)
 
 
+def draw_symmetry(rng: np.random.Generator, box: int = 3) -> tuple[np.ndarray, bool, np.ndarray, np.ndarray]:
+    """A random Sudoku symmetry: digit map (blank stays 0), transpose?, row order, column order.
+
+    The new grid's cell (r, c) is the (transposed, if so) old grid's cell (row_order[r], col_order[c]).
+    """
+    n = grid_size(box)
+    digit_map = np.concatenate([[0], rng.permutation(np.arange(1, n + 1))]).astype(np.int8)
+    transpose = bool(rng.random() < 0.5)
+    row_order = np.concatenate([band * box + rng.permutation(box) for band in rng.permutation(box)])
+    col_order = np.concatenate([stack * box + rng.permutation(box) for stack in rng.permutation(box)])
+    return digit_map, transpose, row_order, col_order
+
+
 def augment(
     puzzle: np.ndarray, solution: np.ndarray, rng: np.random.Generator, box: int = 3
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -333,10 +346,7 @@ def augment(
     Each of these maps valid grids to valid grids and unique puzzles to unique puzzles.
     """
     n = grid_size(box)
-    digit_map = np.concatenate([[0], rng.permutation(np.arange(1, n + 1))]).astype(np.int8)
-    transpose = rng.random() < 0.5
-    row_order = np.concatenate([band * box + rng.permutation(box) for band in rng.permutation(box)])
-    col_order = np.concatenate([stack * box + rng.permutation(box) for stack in rng.permutation(box)])
+    digit_map, transpose, row_order, col_order = draw_symmetry(rng, box)
 
     def apply(grid: np.ndarray) -> np.ndarray:
         square = np.asarray(grid).reshape(n, n)
