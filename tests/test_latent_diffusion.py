@@ -73,7 +73,7 @@ def test_train_start_noise_trains_from_pure_noise_as_inference_does():
 def test_train_start_must_be_known():
     import pytest
 
-    from latentreason.registry import ConfigError
+    from latentreason import ConfigError
 
     with pytest.raises(ConfigError, match="core.train_start must be one of 'answer', 'noise'"):
         _model(train_start="target")
