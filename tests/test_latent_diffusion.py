@@ -63,7 +63,8 @@ def test_train_start_noise_trains_from_pure_noise_as_inference_does():
 
     model = _model(num_levels=4, train_start="noise")
     assert not model.core.uses_target  # the trainer does not hand it the answer
-    batch = {"inputs": torch.randint(1, 6, (8, 16)), "labels": torch.randint(2, 6, (8, 16)), "puzzle_ids": torch.zeros(8, dtype=torch.long)}
+    batch = {"inputs": torch.randint(1, 6, (8, 16)), "labels": torch.randint(2, 6, (8, 16))}
+    batch["puzzle_ids"] = torch.zeros(8, dtype=torch.long)
     model.train()
     carry, *_ = train_segment(model, Carry.start(model, batch), batch)
     assert torch.allclose(carry.state["level"].flatten(), torch.full((8,), 0.75))  # every fresh row began at level 1

@@ -63,7 +63,8 @@ class LatentDiffusion(Core):
         if updates_per_segment < 1 or num_levels < 1:
             raise ConfigError(f"core.updates_per_segment and core.num_levels must be >= 1, got {updates_per_segment} and {num_levels}")
         if train_start not in TRAIN_STARTS:
-            raise ConfigError(f"core.train_start must be one of {', '.join(map(repr, TRAIN_STARTS))}, got {train_start!r}")
+            choices = ", ".join(map(repr, TRAIN_STARTS))
+            raise ConfigError(f"core.train_start must be one of {choices}, got {train_start!r}")
         self.train_start = train_start
         self.uses_target = train_start == "answer"  # "noise": fresh training rows start as at inference
         self.hidden_size, self.positions = hidden_size, positions
