@@ -65,7 +65,7 @@ def main() -> None:
     lines = [
         "# Cores compared at the same wall-clock budget",
         "",
-        f"Each recipe's `cpu` preset (4x4 Sudoku, see [Configs](configs.md)) trained for {args.minutes:g} minutes "
+        f"Each recipe's `cpu` preset (9x9 Sudoku, 45-55 givens, see [Configs](configs.md)) trained for {args.minutes:g} minutes "
         f"(no step limit, constant learning rate after warmup), seed {args.seed}, then evaluated on the whole held-out "
         f"split with its policy's maximum number of segments. One run each: differences of a point or two are noise. "
         f"Machine: {machine}, 2 cores. Regenerate with `python benchmarks/compare_cores.py --minutes {args.minutes:g}`.",

@@ -38,7 +38,7 @@ CASES = [
     ("unknown-recipe", "unknown recipe", ["run", "recipe=hrm_sudok"], "Did you mean 'hrm_sudoku'"),
     ("unknown-component", "unknown component", [*RUN, "core=hrn"], "Unknown core 'hrn'"),
     ("unknown-key", "unknown config key", [*RUN, "core.hiden_size=8"], "Did you mean 'hidden_size'"),
-    ("preset-misfit", "a core swapped under a preset sized for another", ["run", "recipe=hrm_sudoku", "preset=cpu", "core=trm", "--dry-run"], "The cpu preset of this recipe sets core.H_layers=1"),
+    ("preset-misfit", "a core swapped under a preset sized for another", ["run", "recipe=hrm_sudoku", "preset=cpu", "core=trm", "--dry-run"], "The cpu preset of this recipe sets core.H_layers=2"),
     ("unknown-preset", "unknown preset", ["run", "recipe=hrm_sudoku", "preset=gpu"], "Unknown preset 'gpu'"),
     ("unknown-command", "unknown command", ["evl", "ckpt=final.ckpt"], "Unknown command 'evl'. Did you mean 'eval'"),
     ("type-int", "wrong type (component)", [*RUN, "core.hidden_size=abc"], "hidden_size='abc' should be int"),

@@ -56,3 +56,25 @@ def test_schedule_and_readout():
     assert [u.name for u in model.core.schedule()] == ["denoise", "renoise", "denoise", "renoise"]
     state = model.segment(model.initial_state(2, "cpu"), model.embed(torch.randint(1, 6, (2, 16))))
     assert model.core.readout(state) is state["clean"]
+
+
+def test_train_start_noise_trains_from_pure_noise_as_inference_does():
+    from latentreason.train.deep_supervision import Carry, train_segment
+
+    model = _model(num_levels=4, train_start="noise")
+    assert not model.core.uses_target  # the trainer does not hand it the answer
+    batch = {"inputs": torch.randint(1, 6, (8, 16)), "labels": torch.randint(2, 6, (8, 16))}
+    batch["puzzle_ids"] = torch.zeros(8, dtype=torch.long)
+    model.train()
+    carry, *_ = train_segment(model, Carry.start(model, batch), batch)
+    assert torch.allclose(carry.state["level"].flatten(), torch.full((8,), 0.75))  # every fresh row began at level 1
+    assert _model(num_levels=4).core.uses_target  # the default still starts from noised answers
+
+
+def test_train_start_must_be_known():
+    import pytest
+
+    from latentreason import ConfigError
+
+    with pytest.raises(ConfigError, match="core.train_start must be one of 'answer', 'noise'"):
+        _model(train_start="target")

@@ -16,7 +16,8 @@ solution (given only in training). Rows then continue through the carry, so the 
 both on points drawn at random (point supervision, as in diffusion) and along its own trajectory
 (segment supervision, as in HRM). Inference starts from pure noise at level 1 and runs the
 decreasing schedule; with `num_levels` equal to the halting policy's `max_steps` (and one update
-per segment) the last segment reaches level 0.
+per segment) the last segment reaches level 0. `train_start: noise` trains from pure noise too, so
+training sees only the model's own trajectory (segment supervision, no noised answers).
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ from latentreason.errors import ConfigError
 from latentreason.registry import register
 
 LEVEL_FEATURES = 8  # Fourier frequencies used to embed the noise level
+# Where a fresh training row starts: "answer" (a random level of the noised answer: point and
+# segment supervision) or "noise" (pure noise at level 1, as at inference: segment supervision only).
+TRAIN_STARTS = ("answer", "noise")
 
 
 @register("core", "latent_diffusion")
@@ -50,6 +54,7 @@ class LatentDiffusion(Core):
         num_layers: int = 4,
         updates_per_segment: int = 1,
         num_levels: int = 16,
+        train_start: str = "answer",
         positions: str = "rope",
         rope_theta: float = 10000.0,
         compile: bool = False,
@@ -57,6 +62,11 @@ class LatentDiffusion(Core):
         super().__init__()
         if updates_per_segment < 1 or num_levels < 1:
             raise ConfigError(f"core.updates_per_segment and core.num_levels must be >= 1, got {updates_per_segment} and {num_levels}")
+        if train_start not in TRAIN_STARTS:
+            choices = ", ".join(map(repr, TRAIN_STARTS))
+            raise ConfigError(f"core.train_start must be one of {choices}, got {train_start!r}")
+        self.train_start = train_start
+        self.uses_target = train_start == "answer"  # "noise": fresh training rows start as at inference
         self.hidden_size, self.positions = hidden_size, positions
         self.updates_per_segment, self.num_levels = updates_per_segment, num_levels
         self.net = Stack(num_layers, hidden_size, num_heads, expansion, mlp_multiple)

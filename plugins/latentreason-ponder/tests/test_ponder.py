@@ -38,7 +38,7 @@ def test_the_entry_point_registers_the_policy_card_and_recipe():
     assert ("halt", "ponder", "latentreason-ponder 0.1.0") in latentreason.components("halt")
     assert latentreason.recipes()["ponder_sudoku"] == "latentreason-ponder 0.1.0"
     config = latentreason.load_config(["recipe=ponder_sudoku", "preset=cpu"])
-    assert config.halt.name == "ponder" and config.halt.max_steps == 8 and config.core.hidden_size == 64 and config.task.box == 2
+    assert config.halt.name == "ponder" and config.halt.max_steps == 8 and config.core.hidden_size == 64 and config.task.box == 3
 
 
 def test_the_head_starts_at_the_prior():
