@@ -36,9 +36,20 @@ def build(hidden: int, heads: int, expansion: float, depth: int, multiple: int):
     width = swiglu_width(hidden, expansion, multiple)
     head_dim = hidden // heads
     theirs = Encoder(
-        dim=hidden, depth=depth, heads=heads, attn_dim_head=head_dim, pre_norm=False,
-        use_simple_rmsnorm=True, rotary_pos_emb=True, rotary_emb_dim=head_dim, ff_glu=True,
-        ff_swish=True, ff_mult=width / hidden, ff_no_bias=True, attn_flash=True, verbose=False,
+        dim=hidden,
+        depth=depth,
+        heads=heads,
+        attn_dim_head=head_dim,
+        pre_norm=False,
+        use_simple_rmsnorm=True,
+        rotary_pos_emb=True,
+        rotary_emb_dim=head_dim,
+        ff_glu=True,
+        ff_swish=True,
+        ff_mult=width / hidden,
+        ff_no_bias=True,
+        attn_flash=True,
+        verbose=False,
     )
     assert theirs.layers[1][1].ff[2].in_features == width, "ff_mult does not reproduce our width"
     return ours, theirs, Rotary(head_dim, SEQ)
@@ -88,8 +99,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     console = Console(width=110)
-    console.print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
-                  f"{torch.backends.cpu.get_cpu_capability()}, seq {SEQ}, median of {args.repeats}")
+    console.print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
+        f"{torch.backends.cpu.get_cpu_capability()}, seq {SEQ}, median of {args.repeats}"
+    )
 
     for label, (hidden, heads, expansion, depth, multiple) in SHAPES.items():
         batch = args.batch if label.startswith("paper") else args.small_batch
@@ -111,13 +124,18 @@ def main() -> None:
 
             return fwd, fwdbwd
 
-        results = bench({
-            "ours (Stack of Block)": pair(lambda: ours(x, inj, rotary), ours),
-            "x-transformers Encoder": pair(lambda: theirs(x + inj), theirs),
-        }, args.repeats)
+        results = bench(
+            {
+                "ours (Stack of Block)": pair(lambda: ours(x, inj, rotary), ours),
+                "x-transformers Encoder": pair(lambda: theirs(x + inj), theirs),
+            },
+            args.repeats,
+        )
 
-        table = Table(title=f"{label}: hidden {hidden}, {heads} heads, depth {depth}, "
-                            f"SwiGLU width {swiglu_width(hidden, expansion, multiple)}, batch {batch}")
+        table = Table(
+            title=f"{label}: hidden {hidden}, {heads} heads, depth {depth}, "
+            f"SwiGLU width {swiglu_width(hidden, expansion, multiple)}, batch {batch}"
+        )
         for col in ("variant", "parameters", "forward ms", "fwd+bwd ms", "ratio to ours (fwd / fwd+bwd)"):
             table.add_column(col, justify="left" if col == "variant" else "right")
         base_f, base_fb = results["ours (Stack of Block)"]
@@ -126,10 +144,13 @@ def main() -> None:
             table.add_row(name, f"{counts[name]:,}", f"{f:.1f}", f"{fb:.1f}", f"{f / base_f:.2f} / {fb / base_fb:.2f}")
         console.print(table)
         extra = counts["x-transformers Encoder"] - counts["ours (Stack of Block)"]
-        console.print(f"parameter difference: +{extra:,} in the Encoder (GLU input-projection bias, "
-                      f"{extra // depth:,} per block)")
-        console.print(f"outputs with copied weights (GLU bias zeroed): max |diff| = {diff:.2e} -> "
-                      f"{'match' if diff < 1e-4 else 'DIFFER'} (tolerance 1e-4)\n")
+        console.print(
+            f"parameter difference: +{extra:,} in the Encoder (GLU input-projection bias, {extra // depth:,} per block)"
+        )
+        console.print(
+            f"outputs with copied weights (GLU bias zeroed): max |diff| = {diff:.2e} -> "
+            f"{'match' if diff < 1e-4 else 'DIFFER'} (tolerance 1e-4)\n"
+        )
 
 
 if __name__ == "__main__":

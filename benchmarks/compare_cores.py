@@ -26,8 +26,22 @@ COLUMNS = ("recipe", "parameters", "steps", "train min", "token acc", "exact acc
 
 
 def run_one(recipe: str, minutes: float, seed: int, root: Path) -> dict[str, str]:
-    command = [sys.executable, "-m", "latentreason.cli", "run", f"recipe={recipe}", "preset=cpu", f"seed={seed}",
-               f"trainer.max_minutes={minutes}", "trainer.max_steps=1000000", "optim.min_lr_ratio=1.0", "trainer.eval_every=0", "trainer.progress=false", f"output_dir={root}", f"run_name={recipe}"]
+    command = [
+        sys.executable,
+        "-m",
+        "latentreason.cli",
+        "run",
+        f"recipe={recipe}",
+        "preset=cpu",
+        f"seed={seed}",
+        f"trainer.max_minutes={minutes}",
+        "trainer.max_steps=1000000",
+        "optim.min_lr_ratio=1.0",
+        "trainer.eval_every=0",
+        "trainer.progress=false",
+        f"output_dir={root}",
+        f"run_name={recipe}",
+    ]
     started = time.time()
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
@@ -35,12 +49,26 @@ def run_one(recipe: str, minutes: float, seed: int, root: Path) -> dict[str, str
     rows = list(csv.DictReader(open(root / recipe / "metrics.csv")))
     test = next(r for r in rows if r.get("test/exact_accuracy"))
     steps = max(int(r["step"]) for r in rows if r.get("train/loss")) + 1
-    params = next(line for line in result.stdout.splitlines() if "parameters;" in line).split(" parameters;")[0].rsplit(", ", 1)[-1]
-    train_minutes = next(line for line in result.stdout.splitlines() if "trained" in line).split("trained ")[1].split(" in ")[1].split(" min")[0]
+    params = (
+        next(line for line in result.stdout.splitlines() if "parameters;" in line)
+        .split(" parameters;")[0]
+        .rsplit(", ", 1)[-1]
+    )
+    train_minutes = (
+        next(line for line in result.stdout.splitlines() if "trained" in line)
+        .split("trained ")[1]
+        .split(" in ")[1]
+        .split(" min")[0]
+    )
     return {
-        "recipe": recipe, "parameters": params, "steps": str(steps), "train min": train_minutes,
-        "token acc": f"{float(test['test/token_accuracy']):.1%}", "exact acc": f"{float(test['test/exact_accuracy']):.1%}",
-        "mean segments": f"{float(test['test/steps']):.2f}", "wall": f"{time.time() - started:.0f}s",
+        "recipe": recipe,
+        "parameters": params,
+        "steps": str(steps),
+        "train min": train_minutes,
+        "token acc": f"{float(test['test/token_accuracy']):.1%}",
+        "exact acc": f"{float(test['test/exact_accuracy']):.1%}",
+        "mean segments": f"{float(test['test/steps']):.2f}",
+        "wall": f"{time.time() - started:.0f}s",
     }
 
 

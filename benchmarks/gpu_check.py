@@ -165,7 +165,9 @@ def main() -> None:
         args.batch = 8
     budget = Budget(args.budget)
     device = torch.device("cpu" if args.cpu_smoke else "cuda")
-    if args.cpu_smoke:  # bf16 matmuls are slow on CPUs: a small one, and no time budget (it checks, it does not measure)
+    if (
+        args.cpu_smoke
+    ):  # bf16 matmuls are slow on CPUs: a small one, and no time budget (it checks, it does not measure)
         budget.seconds = float("inf")
     peak = statistics.median(matmul_peak(device, torch.bfloat16, size=256 if args.cpu_smoke else None, repeats=10))
     results, notes = (
@@ -239,11 +241,15 @@ def write(results: dict, out: Path) -> None:
         "",
         f"## GPU check ({results['gpu']}, {results['date']})",
         "",
-        (f"`{results['command']}`; torch {results['torch']}; "
-        f"bf16 matmul peak measured in the run: {results['peak_bf16_flop_per_s'] / 1e12:.0f} TFLOP/s."),
+        (
+            f"`{results['command']}`; torch {results['torch']}; "
+            f"bf16 matmul peak measured in the run: {results['peak_bf16_flop_per_s'] / 1e12:.0f} TFLOP/s."
+        ),
         "",
-        ("| recipe | compiled | batch | step ms (median) | MFU | compile s | peak GiB | loss first -> last "
-        "| bf16 vs fp32 logits | eval ex/s max steps / early exit |"),
+        (
+            "| recipe | compiled | batch | step ms (median) | MFU | compile s | peak GiB | loss first -> last "
+            "| bf16 vs fp32 logits | eval ex/s max steps / early exit |"
+        ),
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in results["parts"]:

@@ -14,11 +14,11 @@ metrics = latentreason.run(["recipe=hrm_sudoku", "halt=my_policy", "trainer.max_
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from latentreason.catalogue import add_config_dir
 from latentreason.registry import register
-
 
 __all__ = ["register", "add_config_dir", "load_config", "run", "load", "components", "recipes"]
 

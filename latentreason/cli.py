@@ -29,7 +29,9 @@ def _key_values(args: list[str], allowed: set[str], command: str) -> tuple[dict[
         if eq and key in allowed:
             options[key] = value
         elif eq:
-            raise ConfigError(f"`latentreason {command}` has no option {key!r}; options: {', '.join(sorted(allowed))}.{close_matches(key, allowed)}")
+            raise ConfigError(
+                f"`latentreason {command}` has no option {key!r}; options: {', '.join(sorted(allowed))}.{close_matches(key, allowed)}"
+            )
         else:
             rest.append(arg)
     return options, rest
@@ -66,7 +68,9 @@ def cmd_run(args: list[str]) -> None:
     config = load_config(args)
     recipe = next((a.split("=", 1)[1] for a in args if a.startswith("recipe=")), None)
     if config.preset == "cpu" and not any(a.startswith("preset=") for a in args):
-        console.print(f"[yellow]No GPU found: using the small CPU preset of {recipe or 'this recipe'} (preset=paper for the paper configuration).[/]")
+        console.print(
+            f"[yellow]No GPU found: using the small CPU preset of {recipe or 'this recipe'} (preset=paper for the paper configuration).[/]"
+        )
     if dry_run:
         from omegaconf import OmegaConf
 
@@ -74,9 +78,13 @@ def cmd_run(args: list[str]) -> None:
         from latentreason.train.run import check_run_config, make_module
 
         check_run_config(config)
-        model = make_module(config, build_task(config), num_puzzle_ids=1).model  # the puzzle table is a buffer, not counted: no need to build the data
+        model = make_module(
+            config, build_task(config), num_puzzle_ids=1
+        ).model  # the puzzle table is a buffer, not counted: no need to build the data
         console.print(OmegaConf.to_yaml(config))
-        console.print(f"{recipe or 'run'} ({config.preset} preset): {sum(p.numel() for p in model.parameters() if p.requires_grad):,} trainable parameters")
+        console.print(
+            f"{recipe or 'run'} ({config.preset} preset): {sum(p.numel() for p in model.parameters() if p.requires_grad):,} trainable parameters"
+        )
         return
     run(config, recipe)
 
@@ -108,7 +116,9 @@ def cmd_data(args: list[str]) -> None:
 
     task = build_task(load_config(args))
     splits = task.splits()
-    console.print(f"{task.describe()}: {len(splits['train']['inputs']):,} training and {len(splits['test']['inputs']):,} held-out examples, cached in {cache_root(task.cache_dir)}")
+    console.print(
+        f"{task.describe()}: {len(splits['train']['inputs']):,} training and {len(splits['test']['inputs']):,} held-out examples, cached in {cache_root(task.cache_dir)}"
+    )
 
 
 def cmd_list(args: list[str]) -> None:
@@ -129,7 +139,9 @@ def cmd_list(args: list[str]) -> None:
 
     kinds = list(registry.KINDS) + ["recipe"]
     if len(args) > 1:
-        raise ConfigError(f"`latentreason list` takes at most one kind, got {' '.join(args)}; kinds: {', '.join(kinds)}.")
+        raise ConfigError(
+            f"`latentreason list` takes at most one kind, got {' '.join(args)}; kinds: {', '.join(kinds)}."
+        )
     kind = args[0] if args else None
     if kind and kind not in kinds:
         raise ConfigError(f"Unknown kind {kind!r}; kinds: {', '.join(kinds)}.{registry.close_matches(kind, kinds)}")
@@ -189,7 +201,10 @@ def cmd_eval(args: list[str]) -> None:
     task, config = trained.task, trained.config
     source = options.get("data", "test")
     data = read_data(trained, source, options.get("solutions"))
-    limit, batch_size = _positive(options, "limit", len(data["inputs"])), _positive(options, "batch_size", int(config.trainer.eval_batch_size))
+    limit, batch_size = (
+        _positive(options, "limit", len(data["inputs"])),
+        _positive(options, "batch_size", int(config.trainer.eval_batch_size)),
+    )
     results = []
     for strategy in strategies:
         out = evaluate(trained, data, strategy, batch_size, limit)
@@ -230,7 +245,9 @@ def read_data(trained, source: str, solutions: str | None = None):
         data = task.splits()[source]
     elif solutions is not None:
         if not hasattr(task, "eval_solutions"):
-            raise ConfigError(f"solutions= is for ARC checkpoints (a combined challenges file and its solutions); this checkpoint's task is {trained.config.task.name}")
+            raise ConfigError(
+                f"solutions= is for ARC checkpoints (a combined challenges file and its solutions); this checkpoint's task is {trained.config.task.name}"
+            )
         data = task.read_file(source, solutions=solutions)
     else:
         data = task.read_file(source)
@@ -313,10 +330,14 @@ def cmd_import(args: list[str]) -> None:
     from latentreason.errors import ConfigError
     from latentreason.reference_import import import_checkpoint
 
-    options = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in args if a.split("=", 1)[0] in ("ckpt", "out", "identifiers")}
+    options = {
+        a.split("=", 1)[0]: a.split("=", 1)[1] for a in args if a.split("=", 1)[0] in ("ckpt", "out", "identifiers")
+    }
     overrides = [a for a in args if a.split("=", 1)[0] not in ("ckpt", "out", "identifiers")]
     if "ckpt" not in options or not any(a.startswith("recipe=") for a in overrides):
-        raise ConfigError("usage: latentreason import ckpt=FILE recipe=NAME [out=PATH] [identifiers=FILE] [key=value ...] (FILE: a checkpoint of the reference's pretrain.py; see docs/reference.md)")
+        raise ConfigError(
+            "usage: latentreason import ckpt=FILE recipe=NAME [out=PATH] [identifiers=FILE] [key=value ...] (FILE: a checkpoint of the reference's pretrain.py; see docs/reference.md)"
+        )
     out, report = import_checkpoint(options["ckpt"], overrides, options.get("out"), options.get("identifiers"))
     console.print(f"{options['ckpt']}: {report}")
     console.print(f"Wrote {out}: use it with `latentreason eval ckpt={out}` or `latentreason solve ckpt={out} PUZZLE`.")
@@ -364,8 +385,14 @@ def cmd_analyze(args: list[str]) -> None:
 
 
 COMMANDS = {
-    "run": cmd_run, "list": cmd_list, "data": cmd_data, "eval": cmd_eval, "solve": cmd_solve, "import": cmd_import,
-    "bench": cmd_bench, "analyze": cmd_analyze,
+    "run": cmd_run,
+    "list": cmd_list,
+    "data": cmd_data,
+    "eval": cmd_eval,
+    "solve": cmd_solve,
+    "import": cmd_import,
+    "bench": cmd_bench,
+    "analyze": cmd_analyze,
 }
 FLAGS = {"run": ("--dry-run", "-m", "--multirun")}  # the --flags a command takes besides --help
 
@@ -379,11 +406,16 @@ def usage() -> str:
     """`latentreason --help`: one line per command, from the first line of its help."""
     width = max(len(name) for name in COMMANDS)
     lines = [f"  {name:<{width}}  {command_help(name).splitlines()[0]}" for name in COMMANDS]
-    return "\n".join([
-        "usage: latentreason COMMAND [key=value ...]    (latentreason COMMAND --help: its options and an example)", "",
-        "commands:", *lines, "",
-        "A bare `latentreason key=value ...` means `latentreason run key=value ...`.",
-    ])
+    return "\n".join(
+        [
+            "usage: latentreason COMMAND [key=value ...]    (latentreason COMMAND --help: its options and an example)",
+            "",
+            "commands:",
+            *lines,
+            "",
+            "A bare `latentreason key=value ...` means `latentreason run key=value ...`.",
+        ]
+    )
 
 
 def check_flags(command: str, args: list[str]) -> None:
@@ -394,7 +426,9 @@ def check_flags(command: str, args: list[str]) -> None:
     for arg in args:
         if arg.startswith("-") and "=" not in arg and arg not in known:
             takes = f"; it takes {', '.join(known)} and key=value options" if known else "; it takes key=value options"
-            raise ConfigError(f"`latentreason {command}` has no option {arg!r}{takes}. See: latentreason {command} --help")
+            raise ConfigError(
+                f"`latentreason {command}` has no option {arg!r}{takes}. See: latentreason {command} --help"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -424,7 +458,9 @@ def main(argv: list[str] | None = None) -> int:
             check_flags(command, args)
         COMMANDS[command](args)
     except OverrideParseException as error:  # a key=value Hydra cannot parse
-        console.print(f"[red]error:[/] cannot read the overrides: {(str(error).strip().splitlines() or [''])[0]}", markup=True)
+        console.print(
+            f"[red]error:[/] cannot read the overrides: {(str(error).strip().splitlines() or [''])[0]}", markup=True
+        )
         return 2
     except Preempted as error:  # SIGTERM/SIGUSR1: the checkpoint is saved; 128 + SIGTERM says "stopped, not finished"
         console.print(f"[yellow]Pre-empted:[/] {error}", markup=True)

@@ -9,8 +9,6 @@ order of precedence is: card < recipe < preset < command line.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
@@ -91,7 +89,9 @@ def resolve_preset(requested: str, presets: dict) -> str:
     if requested == "auto":
         return "cpu" if not torch.cuda.is_available() and "cpu" in presets else "paper"
     if requested != "paper" and requested not in presets:
-        raise ConfigError(f"Unknown preset {requested!r}; this recipe has: paper, {', '.join(presets)}.{close_matches(requested, presets)}")
+        raise ConfigError(
+            f"Unknown preset {requested!r}; this recipe has: paper, {', '.join(presets)}.{close_matches(requested, presets)}"
+        )
     return requested
 
 

@@ -13,7 +13,14 @@ console = Console(highlight=False, soft_wrap=True)  # no hard wraps: logs and pi
 @contextmanager
 def progress(description: str, total: int):
     """`with progress("Generating puzzles", 1000) as advance: ... advance(1)` shows a bar with an ETA."""
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n=1: bar.advance(task, n)

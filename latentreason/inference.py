@@ -175,7 +175,9 @@ class TrainedModel:
         batch_size = batch_size or int(self.config.trainer.eval_batch_size)
         count = len(split["inputs"]) if limit is None else min(limit, len(split["inputs"]))
         metrics, predictions, confidences, segments, compute, checked = ReasoningMetrics(), [], [], [], Compute(), False
-        bar = progress("Predicting", count) if count > batch_size else nullcontext(lambda n: None)  # no bar for one batch
+        bar = (
+            progress("Predicting", count) if count > batch_size else nullcontext(lambda n: None)
+        )  # no bar for one batch
         with torch.no_grad(), bar as advance:
             for start in range(0, count, batch_size):
                 stop = min(start + batch_size, count)
@@ -235,7 +237,9 @@ def load_checkpoint(path: str | Path, device: str | None = None) -> TrainedModel
     weights = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
     table = weights.get("puzzle.table")
     groups = task.position_groups()
-    model = build_model(config, task.vocab_size, task.seq_len, table.shape[0] if table is not None else 1, False, groups)
+    model = build_model(
+        config, task.vocab_size, task.seq_len, table.shape[0] if table is not None else 1, False, groups
+    )
     model.load_state_dict(weights)
     if checkpoint.get("ema"):
         model.load_state_dict({**model.state_dict(), **checkpoint["ema"]})

@@ -17,7 +17,18 @@ from rich.text import Text
 from latentreason.console import console
 
 # The ARC palette (colour 0..9) as the ARC-AGI web viewer draws it.
-ARC_COLOURS = ("#000000", "#0074D9", "#FF4136", "#2ECC40", "#FFDC00", "#AAAAAA", "#F012BE", "#FF851B", "#7FDBFF", "#870C25")
+ARC_COLOURS = (
+    "#000000",
+    "#0074D9",
+    "#FF4136",
+    "#2ECC40",
+    "#FFDC00",
+    "#AAAAAA",
+    "#F012BE",
+    "#FF851B",
+    "#7FDBFF",
+    "#870C25",
+)
 # Maze ids 0..5: padding, wall, open, start, goal, path.
 MAZE_COLOURS = ("#DDDDDD", "#333333", "#FFFFFF", "#2ECC40", "#FF4136", "#0074D9")
 MAZE_CHARS = ("  ", "██", "  ", "S ", "G ", "o ")
@@ -54,11 +65,16 @@ def terminal(grid: Grid) -> Text:
                 out.append("  ", style=f"on {_cell_colour(grid, value)}")
             elif grid.style == "maze":
                 colour = _cell_colour(grid, value)
-                out.append(MAZE_CHARS[value] if 0 <= value < len(MAZE_CHARS) else "? ", style=f"bold {colour}" if value in (3, 4, 5) else colour)
+                out.append(
+                    MAZE_CHARS[value] if 0 <= value < len(MAZE_CHARS) else "? ",
+                    style=f"bold {colour}" if value in (3, 4, 5) else colour,
+                )
             else:
                 if grid.box and c and c % grid.box == 0:
                     out.append("|")
-                out.append(" " + (DIGITS[value - 1] if 0 < value <= len(DIGITS) else "."), style="bold" if value else "dim")
+                out.append(
+                    " " + (DIGITS[value - 1] if 0 < value <= len(DIGITS) else "."), style="bold" if value else "dim"
+                )
                 if grid.box and (c + 1) % grid.box == 0:
                     out.append(" ")
     return out
@@ -66,7 +82,9 @@ def terminal(grid: Grid) -> Text:
 
 def show(panels: list[Panel]) -> None:
     """Print the panels side by side (wrapping when the terminal is narrow)."""
-    boxes = [RichPanel(terminal(p.grid) if p.grid is not None else Text(p.text), title=p.title, expand=False) for p in panels]
+    boxes = [
+        RichPanel(terminal(p.grid) if p.grid is not None else Text(p.text), title=p.title, expand=False) for p in panels
+    ]
     console.print(Columns(boxes))
 
 

@@ -18,8 +18,13 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 TINY = [
-    "core.hidden_size=32", "core.num_heads=2", "core.H_layers=1", "core.L_layers=1", "core.mlp_multiple=16",
-    "halt.max_steps=4", "trainer.global_batch_size=8",
+    "core.hidden_size=32",
+    "core.num_heads=2",
+    "core.H_layers=1",
+    "core.L_layers=1",
+    "core.mlp_multiple=16",
+    "halt.max_steps=4",
+    "trainer.global_batch_size=8",
 ]
 
 
@@ -35,10 +40,23 @@ def shared_file(*parts: str) -> Path:
 
 # A tiny HRM run on 9x9 Sudoku through the command line, in seconds; tests add what they vary.
 TINY_RUN = [
-    "recipe=hrm_sudoku", "preset=cpu", "core.hidden_size=32", "core.num_heads=2", "core.mlp_multiple=16",
-    "halt.max_steps=2", "task.box=3", "task.min_givens=45", "task.max_givens=55", "task.train_puzzles=20",
-    "task.augmentations=2", "task.test_puzzles=10", "trainer.global_batch_size=8", "trainer.eval_every=0",
-    "trainer.log_every=1", "trainer.progress=false", "trainer.threads=1",
+    "recipe=hrm_sudoku",
+    "preset=cpu",
+    "core.hidden_size=32",
+    "core.num_heads=2",
+    "core.mlp_multiple=16",
+    "halt.max_steps=2",
+    "task.box=3",
+    "task.min_givens=45",
+    "task.max_givens=55",
+    "task.train_puzzles=20",
+    "task.augmentations=2",
+    "task.test_puzzles=10",
+    "trainer.global_batch_size=8",
+    "trainer.eval_every=0",
+    "trainer.log_every=1",
+    "trainer.progress=false",
+    "trainer.threads=1",
 ]
 
 

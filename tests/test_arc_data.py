@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from latentreason.tasks import arc_data as ad
 from latentreason.errors import DatasetFormatError
+from latentreason.tasks import arc_data as ad
 
 ARC1_TRAINING = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "arc" / "arc1-training"
 
@@ -413,7 +413,10 @@ def broken(task_id: str, where: str, value) -> dict:
 @pytest.mark.parametrize(
     ("data", "expected"),
     [
-        (broken("bb02", "train.1.input", [[1, 2], [3, 4], [5]]), ["'bb02'", "train[1].input[2] has 1 cells", "same length"]),
+        (
+            broken("bb02", "train.1.input", [[1, 2], [3, 4], [5]]),
+            ["'bb02'", "train[1].input[2] has 1 cells", "same length"],
+        ),
         (broken("aa01", "test.0.input", [[0, 10]]), ["'aa01'", "test[0].input[0][1] is colour 10", "0..9"]),
         (broken("aa01", "train.0.output", [[0, -1]]), ["'aa01'", "train[0].output[0][1] is colour -1"]),
         (broken("aa01", "train.0.output", [[0, True]]), ["'aa01'", "train[0].output[0][1] is the boolean true"]),
@@ -446,7 +449,9 @@ def test_validation_errors_name_file_task_and_place(tmp_path, data, expected):
 def test_validation_errors_in_a_task_folder(tmp_path):
     write(tmp_path / "aa01.json", SMALL_TASKS["aa01"])
     bad = write(tmp_path / "bb02.json", broken("bb02", "train.1.output", [[1, 2], [3]])["bb02"])
-    with pytest.raises(DatasetFormatError, match=rf"^{re.escape(str(bad))}: task 'bb02', train\[1\]\.output\[1\] has 1 cells"):
+    with pytest.raises(
+        DatasetFormatError, match=rf"^{re.escape(str(bad))}: task 'bb02', train\[1\]\.output\[1\] has 1 cells"
+    ):
         ad.load_tasks(tmp_path)
 
 

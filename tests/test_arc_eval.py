@@ -7,7 +7,10 @@ import pytest
 
 from latentreason.tasks import arc_eval as ev
 
-G = {name: np.full((1, 2), value, dtype=np.uint8) for value, name in enumerate(["g0", "g1", "g2", "g3", "g4", "g5", "g6"])}
+G = {
+    name: np.full((1, 2), value, dtype=np.uint8)
+    for value, name in enumerate(["g0", "g1", "g2", "g3", "g4", "g5", "g6"])
+}
 
 
 def test_rank_orders_by_votes_then_mean_confidence_then_first_seen():
@@ -25,12 +28,18 @@ def test_rank_orders_by_votes_then_mean_confidence_then_first_seen():
 def _case() -> dict:
     rows = [
         # task A, test 0: ranking g2, g1, g3; truth g1 -> right at k=2 only
-        ("A", 0, G["g1"], 0.9, G["g1"]), ("A", 0, G["g2"], 0.8, G["g1"]), ("A", 0, G["g2"], 0.3, G["g1"]),
-        ("A", 0, G["g1"], 0.1, G["g1"]), ("A", 0, G["g3"], 0.99, G["g1"]),
+        ("A", 0, G["g1"], 0.9, G["g1"]),
+        ("A", 0, G["g2"], 0.8, G["g1"]),
+        ("A", 0, G["g2"], 0.3, G["g1"]),
+        ("A", 0, G["g1"], 0.1, G["g1"]),
+        ("A", 0, G["g3"], 0.99, G["g1"]),
         # task A, test 1: g4 three times; truth g4 -> right at k=1
-        ("A", 1, G["g4"], 0.2, G["g4"]), ("A", 1, G["g4"], 0.2, G["g4"]), ("A", 1, G["g4"], 0.2, G["g4"]),
+        ("A", 1, G["g4"], 0.2, G["g4"]),
+        ("A", 1, G["g4"], 0.2, G["g4"]),
+        ("A", 1, G["g4"], 0.2, G["g4"]),
         # task B, test 0: one vote each; g6 more confident; truth g5 -> right at k=2 only
-        ("B", 0, G["g5"], 0.2, G["g5"]), ("B", 0, G["g6"], 0.9, G["g5"]),
+        ("B", 0, G["g5"], 0.2, G["g5"]),
+        ("B", 0, G["g6"], 0.9, G["g5"]),
         # task C: no known output, so not scored
         ("C", 0, G["g0"], 0.5, None),
     ]
@@ -57,7 +66,10 @@ def test_the_two_rules_differ_when_a_task_is_half_right():
 def test_submission_has_two_attempts_per_test_input_in_order():
     sub = ev.submission(_case())
     assert set(sub) == {"A", "B", "C"}
-    assert sub["A"] == [{"attempt_1": G["g2"].tolist(), "attempt_2": G["g1"].tolist()}, {"attempt_1": G["g4"].tolist(), "attempt_2": G["g4"].tolist()}]
+    assert sub["A"] == [
+        {"attempt_1": G["g2"].tolist(), "attempt_2": G["g1"].tolist()},
+        {"attempt_1": G["g4"].tolist(), "attempt_2": G["g4"].tolist()},
+    ]
     assert sub["B"] == [{"attempt_1": G["g6"].tolist(), "attempt_2": G["g5"].tolist()}]
     empty = ev.submission(ev.collect([("D", 0, np.zeros((0, 0), np.uint8), 0.9, None)]))
     assert empty["D"] == [{"attempt_1": [[0]], "attempt_2": [[0]]}]  # nothing decoded: a placeholder of the right shape

@@ -11,12 +11,12 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from test_cli import latentreason
 
 from conftest import shared_file
 from latentreason.model import adapt_puzzle_table
 from latentreason.tasks import arc_data as ad
 from latentreason.tasks.arc import IGNORE, Arc
-from test_cli import latentreason
 
 SMALL = ["3c9b0459", "0d3d703e", "6150a2bd", "25ff71a9"]  # all grids 3x3: rotations, a colour map, a shift
 
@@ -106,13 +106,27 @@ def check_submission(path, folder, ids) -> dict:
         for entry in submission[task_id]:
             assert set(entry) == {"attempt_1", "attempt_2"}
             for grid in entry.values():
-                assert isinstance(grid, list) and grid and all(isinstance(row, list) and len(row) == len(grid[0]) for row in grid)
+                assert (
+                    isinstance(grid, list)
+                    and grid
+                    and all(isinstance(row, list) and len(row) == len(grid[0]) for row in grid)
+                )
                 assert all(isinstance(v, int) and 0 <= v <= 9 for row in grid for v in row)
     return submission
 
 
-FIT = ["recipe=hrm_arc1", "preset=cpu", "task.size=4", "task.augmentations=4", "task.translate=false", "halt.max_steps=2",
-       "optim.lr=3e-3", "trainer.max_steps=300", "trainer.checkpoint_every=300", "trainer.progress=false"]
+FIT = [
+    "recipe=hrm_arc1",
+    "preset=cpu",
+    "task.size=4",
+    "task.augmentations=4",
+    "task.translate=false",
+    "halt.max_steps=2",
+    "optim.lr=3e-3",
+    "trainer.max_steps=300",
+    "trainer.checkpoint_every=300",
+    "trainer.progress=false",
+]
 
 
 @pytest.fixture(scope="module")
@@ -120,8 +134,14 @@ def fitted(tmp_path_factory):
     """A tiny HRM trained on every pair of two ARC tasks (10 puzzle identifiers: 2 tasks x 5 variants)."""
     root = tmp_path_factory.mktemp("arc")
     folder = task_folder(root, SMALL[:2])
-    result = latentreason(*FIT, f"task.train_path={folder}", f"task.eval_path={folder}", f"output_dir={root}", "run_name=fit",
-                          env_extra={"LATENTREASON_CACHE": str(root / "cache")})
+    result = latentreason(
+        *FIT,
+        f"task.train_path={folder}",
+        f"task.eval_path={folder}",
+        f"output_dir={root}",
+        "run_name=fit",
+        env_extra={"LATENTREASON_CACHE": str(root / "cache")},
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return root, folder, result
 
@@ -129,18 +149,32 @@ def fitted(tmp_path_factory):
 def test_a_tiny_model_fits_a_few_tasks_and_eval_writes_a_submission(fitted):
     root, folder, result = fitted
     assert "pass@1 100.0%" in " ".join(result.stdout.split()), result.stdout[-800:]
-    out = latentreason("eval", f"ckpt={root / 'fit' / 'final.ckpt'}", f"data={folder}", env_extra={"LATENTREASON_CACHE": str(root / "cache")})
+    out = latentreason(
+        "eval",
+        f"ckpt={root / 'fit' / 'final.ckpt'}",
+        f"data={folder}",
+        env_extra={"LATENTREASON_CACHE": str(root / "cache")},
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     text = " ".join(out.stdout.split())
-    assert re.search(r"pass@1 (\d+\.\d)%", text) and float(re.search(r"pass@1 (\d+\.\d)%", text)[1]) == 100.0, text[-600:]
+    assert re.search(r"pass@1 (\d+\.\d)%", text) and float(re.search(r"pass@1 (\d+\.\d)%", text)[1]) == 100.0, text[
+        -600:
+    ]
     submission = check_submission(root / "fit" / f"eval-{folder.name}" / "submission.json", folder, SMALL[:2])
     for task_id in SMALL[:2]:
         outputs = [pair["output"] for pair in json.loads((folder / f"{task_id}.json").read_text())["test"]]
         assert [entry["attempt_1"] for entry in submission[task_id]] == outputs
-    solved = latentreason("solve", f"ckpt={root / 'fit' / 'final.ckpt'}", str(folder / f"{SMALL[0]}.json"), f"png={root / 'arc.png'}",
-                          env_extra={"LATENTREASON_CACHE": str(root / "cache")})
+    solved = latentreason(
+        "solve",
+        f"ckpt={root / 'fit' / 'final.ckpt'}",
+        str(folder / f"{SMALL[0]}.json"),
+        f"png={root / 'arc.png'}",
+        env_extra={"LATENTREASON_CACHE": str(root / "cache")},
+    )
     assert solved.returncode == 0, solved.stdout + solved.stderr
-    assert re.search(r"attempt 1: \d/5 votes right", solved.stdout) and "expected" in solved.stdout, solved.stdout[-800:]
+    assert re.search(r"attempt 1: \d/5 votes right", solved.stdout) and "expected" in solved.stdout, solved.stdout[
+        -800:
+    ]
     assert (root / "arc.png").stat().st_size > 0
 
 
@@ -151,11 +185,22 @@ def test_a_checkpoint_with_10_puzzle_ids_loads_into_data_with_15(fitted, tmp_pat
     out = latentreason("eval", f"ckpt={root / 'fit' / 'final.ckpt'}", f"data={bigger}", env_extra=env)
     assert out.returncode == 0, out.stdout + out.stderr
     text = " ".join(out.stdout.split())
-    assert "cover 10 identifiers, the data has 15: 10 rows kept (matched by name), 5 new rows initialised to the mean" in text, text[-800:]
+    assert (
+        "cover 10 identifiers, the data has 15: 10 rows kept (matched by name), 5 new rows initialised to the mean"
+        in text
+    ), text[-800:]
     check_submission(root / "fit" / f"eval-{bigger.name}" / "submission.json", bigger, SMALL[:3])
     # fine-tuning on the larger data starts from the checkpoint's weights, with the same account
-    run = latentreason(*FIT, f"task.train_path={bigger}", f"task.eval_path={bigger}", "trainer.max_steps=1", f"init_from={root / 'fit' / 'final.ckpt'}",
-                       f"output_dir={tmp_path}", "run_name=more", env_extra=env)
+    run = latentreason(
+        *FIT,
+        f"task.train_path={bigger}",
+        f"task.eval_path={bigger}",
+        "trainer.max_steps=1",
+        f"init_from={root / 'fit' / 'final.ckpt'}",
+        f"output_dir={tmp_path}",
+        "run_name=more",
+        env_extra=env,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "10 rows kept (matched by name), 5 new rows initialised to the mean" in " ".join(run.stdout.split())
 
@@ -165,9 +210,17 @@ def test_adapt_puzzle_table_by_name_and_by_position():
     mean = table.mean(0)
     out, message = adapt_puzzle_table(table, ["a", "b", "c", "d"], ["c", "x", "a"], 3)
     assert torch.equal(out[0], table[2]) and torch.equal(out[1], mean) and torch.equal(out[2], table[0])
-    assert "2 rows kept (matched by name), 1 new rows initialised to the mean" in message and "2 rows of identifiers absent" in message
+    assert (
+        "2 rows kept (matched by name), 1 new rows initialised to the mean" in message
+        and "2 rows of identifiers absent" in message
+    )
     out, message = adapt_puzzle_table(table, None, None, 6)
-    assert torch.equal(out[:4], table) and torch.equal(out[4], mean) and torch.equal(out[5], mean) and "by position" in message
+    assert (
+        torch.equal(out[:4], table)
+        and torch.equal(out[4], mean)
+        and torch.equal(out[5], mean)
+        and "by position" in message
+    )
     same, message = adapt_puzzle_table(table, ["a", "b", "c", "d"], ["a", "b", "c", "d"], 4)
     assert same is table and message is None
     np.testing.assert_array_equal(adapt_puzzle_table(table, None, None, 2)[0].numpy(), table[:2].numpy())
@@ -176,9 +229,18 @@ def test_adapt_puzzle_table_by_name_and_by_position():
 def test_puzzle_embeddings_step_with_the_dense_weights_learning_rate(tmp_path):
     """The first SignSGD step moves a zero row by exactly puzzle_emb_lr x the schedule's first multiplier (1/50)."""
     folder = task_folder(tmp_path, SMALL[:2])
-    run = latentreason(*FIT, f"task.train_path={folder}", f"task.eval_path={folder}", "trainer.max_steps=1", "optim.warmup_steps=50",
-                       "optim.puzzle_emb_lr=1e-2", "optim.puzzle_emb_weight_decay=0.1", f"output_dir={tmp_path}", "run_name=one",
-                       env_extra={"LATENTREASON_CACHE": str(tmp_path / "cache")})
+    run = latentreason(
+        *FIT,
+        f"task.train_path={folder}",
+        f"task.eval_path={folder}",
+        "trainer.max_steps=1",
+        "optim.warmup_steps=50",
+        "optim.puzzle_emb_lr=1e-2",
+        "optim.puzzle_emb_weight_decay=0.1",
+        f"output_dir={tmp_path}",
+        "run_name=one",
+        env_extra={"LATENTREASON_CACHE": str(tmp_path / "cache")},
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     table = torch.load(tmp_path / "one" / "final.ckpt", weights_only=True)["state_dict"]["model.puzzle.table"]
     moved = table[table != 0].abs()
@@ -192,7 +254,7 @@ def test_scores_leave_out_partly_predicted_tasks_and_training_splits(tmp_path):
     perfect, confidence = _truth_tokens(test), torch.full((len(test["inputs"]),), 0.9)
     names = [test["names"][p].split("|")[0] for p in test["puzzle_ids"].tolist()]
     first_task_rows = names.count(names[0])
-    assert names[: first_task_rows] == [names[0]] * first_task_rows  # rows come task by task
+    assert names[:first_task_rows] == [names[0]] * first_task_rows  # rows come task by task
     cut = first_task_rows + 1  # the second task only partly predicted (as with `eval limit=`)
     scores = task.score(test, perfect[:cut], confidence[:cut], tmp_path / "cut")
     assert scores["scored_tasks"] == 1 and scores["pass@1"] == 1.0

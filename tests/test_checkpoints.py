@@ -18,7 +18,9 @@ TINY = [*TINY_RUN, "trainer.max_steps=6", "trainer.checkpoint_every=2", "trainer
 
 def latentreason(*args, cache):
     env = {**os.environ, "LATENTREASON_CACHE": str(cache)}
-    result = subprocess.run([sys.executable, "-m", "latentreason.cli", *args], capture_output=True, text=True, env=env, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "latentreason.cli", *args], capture_output=True, text=True, env=env, timeout=300
+    )
     return result, " ".join((result.stdout + result.stderr).split())
 
 
@@ -52,7 +54,9 @@ def test_keeps_last_and_the_newest_step_checkpoints(trained):
 def test_every_checkpoint_loads_with_weights_only_and_holds_the_training_state(trained):
     for path in [*(trained / "tiny" / "checkpoints").glob("*.ckpt"), trained / "tiny" / "final.ckpt"]:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        assert {"state_dict", "optimizer_states", "lr_schedulers", "loops", "carry", "rng", "train_metrics"} <= set(checkpoint), path
+        assert {"state_dict", "optimizer_states", "lr_schedulers", "loops", "carry", "rng", "train_metrics"} <= set(
+            checkpoint
+        ), path
         assert "model.puzzle.table" in checkpoint["state_dict"]
         assert read_checkpoint(path)["global_step"] == checkpoint["global_step"]
 
@@ -64,7 +68,14 @@ def test_a_truncated_checkpoint_is_named_with_the_previous_good_one(trained, kil
     if command == "eval":
         result, text = latentreason("eval", f"ckpt={last}", cache=trained / "cache")
     else:
-        result, text = latentreason(*TINY, "trainer.max_steps=8", f"output_dir={killed_run.parent}", "run_name=run", f"resume={last}", cache=trained / "cache")
+        result, text = latentreason(
+            *TINY,
+            "trainer.max_steps=8",
+            f"output_dir={killed_run.parent}",
+            "run_name=run",
+            f"resume={last}",
+            cache=trained / "cache",
+        )
     assert result.returncode == 2, text
     assert "Traceback" not in text
     option = "ckpt" if command == "eval" else "resume"

@@ -18,13 +18,17 @@ TINY = [*TINY_RUN, "trainer.max_steps=6", "trainer.eval_every=3", "trainer.eval_
 
 def latentreason(*args, cwd=None, env_extra=None):
     env = {**os.environ, **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "latentreason.cli", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "latentreason.cli", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("run")
-    result = latentreason(*TINY, f"output_dir={root}", "run_name=tiny", env_extra={"LATENTREASON_CACHE": str(root / "cache")})
+    result = latentreason(
+        *TINY, f"output_dir={root}", "run_name=tiny", env_extra={"LATENTREASON_CACHE": str(root / "cache")}
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return root, result
 
@@ -75,7 +79,9 @@ def test_solve_prints_the_grid(trained):
     root, _ = trained
     rng = np.random.default_rng(7)
     puzzle, _, _ = sd.generate_puzzle(rng, 3, 45, 55)
-    result = latentreason("solve", f"ckpt={root / 'tiny' / 'final.ckpt'}", sd.grid_to_string(puzzle), f"png={root / 'solved.png'}")
+    result = latentreason(
+        "solve", f"ckpt={root / 'tiny' / 'final.ckpt'}", sd.grid_to_string(puzzle), f"png={root / 'solved.png'}"
+    )
     assert result.returncode == 0, result.stderr
     assert "after 2 segments" in result.stdout and result.stdout.count("|") >= 18
     from PIL import Image
@@ -95,7 +101,9 @@ def test_eval_compares_inference_strategies_and_solve_takes_one(trained):
     cells = [cell.strip() for cell in table[0].split("│")]  # strategy, exact, token, segments, passes, compute x single
     assert len(table) == 1 and cells[6] == "3.0"  # 3x the forward passes of a single pass
     puzzle, _, _ = sd.generate_puzzle(np.random.default_rng(7), 3, 45, 55)
-    result = latentreason("solve", ckpt, sd.grid_to_string(puzzle), "infer=noise_select", "infer.samples=2", env_extra=env)
+    result = latentreason(
+        "solve", ckpt, sd.grid_to_string(puzzle), "infer=noise_select", "infer.samples=2", env_extra=env
+    )
     assert result.returncode == 0, result.stderr
     assert "noise_select (samples=2), 4 forward passes per puzzle" in result.stdout
     result = latentreason("eval", ckpt, "infer=single", "infer.count=3", env_extra=env)
@@ -105,7 +113,14 @@ def test_eval_compares_inference_strategies_and_solve_takes_one(trained):
 def test_resume_from_last_checkpoint_continues(trained, tmp_path):
     root, _ = trained
     last = root / "tiny" / "checkpoints" / "last.ckpt"
-    result = latentreason(*TINY, "trainer.max_steps=9", f"resume={last}", f"output_dir={tmp_path}", "run_name=resumed", env_extra={"LATENTREASON_CACHE": str(root / "cache")})
+    result = latentreason(
+        *TINY,
+        "trainer.max_steps=9",
+        f"resume={last}",
+        f"output_dir={tmp_path}",
+        "run_name=resumed",
+        env_extra={"LATENTREASON_CACHE": str(root / "cache")},
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     import csv
 
@@ -122,8 +137,20 @@ def test_dry_run_prints_the_paper_parameter_count():
 def test_list_shows_components_and_recipes():
     result = latentreason("list", env_extra={"COLUMNS": "250"})
     assert result.returncode == 0
-    rows = {tuple(cell.strip() for cell in line.split("│")[1:3]) for line in result.stdout.splitlines() if line.count("│") >= 4}
-    for kind, name in (("core", "hrm"), ("grad", "one_step"), ("halt", "q_act"), ("task", "sudoku"), ("task", "arc"), ("recipe", "hrm_sudoku"), ("recipe", "trm_arc1")):
+    rows = {
+        tuple(cell.strip() for cell in line.split("│")[1:3])
+        for line in result.stdout.splitlines()
+        if line.count("│") >= 4
+    }
+    for kind, name in (
+        ("core", "hrm"),
+        ("grad", "one_step"),
+        ("halt", "q_act"),
+        ("task", "sudoku"),
+        ("task", "arc"),
+        ("recipe", "hrm_sudoku"),
+        ("recipe", "trm_arc1"),
+    ):
         assert (kind, name) in rows, (kind, name)
 
 
@@ -149,16 +176,21 @@ def test_every_command_has_help_with_usage_options_and_an_example(command, capsy
     assert main([command, "--help"]) == 0
     text = capsys.readouterr().out
     assert f"usage: latentreason {command}" in text and "options:" in text and f"\n  latentreason {command} " in text
-    brackets = [part for line in text.splitlines() if line.startswith("usage:") for part in line.split() if part.startswith("[")]
+    brackets = [
+        part for line in text.splitlines() if line.startswith("usage:") for part in line.split() if part.startswith("[")
+    ]
     assert all(part in text for part in brackets)
 
 
-@pytest.mark.parametrize(("args", "expected"), [
-    (["data", "--verbose"], "`latentreason data` has no option '--verbose'"),
-    (["run", "--dry"], "`latentreason run` has no option '--dry'; it takes --dry-run"),
-    (["data", "recipe=["], "cannot read the overrides"),
-    (["eval", "ckpt=x", "batch=3"], "`latentreason eval` has no option 'batch'"),
-])
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["data", "--verbose"], "`latentreason data` has no option '--verbose'"),
+        (["run", "--dry"], "`latentreason run` has no option '--dry'; it takes --dry-run"),
+        (["data", "recipe=["], "cannot read the overrides"),
+        (["eval", "ckpt=x", "batch=3"], "`latentreason eval` has no option 'batch'"),
+    ],
+)
 def test_a_wrong_option_is_one_clear_line(args, expected):
     result = latentreason(*args)
     assert result.returncode == 2

@@ -66,7 +66,14 @@ def tiny_run(tmp_path, name: str, *overrides: str) -> dict:
     from latentreason.config import load_config
     from latentreason.train.run import run
 
-    config = [*TINY_RUN, "trainer.max_steps=3", "halt.max_steps=4", f"output_dir={tmp_path}", f"run_name={name}", *overrides]
+    config = [
+        *TINY_RUN,
+        "trainer.max_steps=3",
+        "halt.max_steps=4",
+        f"output_dir={tmp_path}",
+        f"run_name={name}",
+        *overrides,
+    ]
     metrics = run(load_config(config), "hrm_sudoku")
     assert (tmp_path / name / "final.ckpt").is_file()
     return metrics

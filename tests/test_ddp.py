@@ -32,7 +32,13 @@ import torch
 
 from conftest import TINY_RUN
 
-TINY = [*TINY_RUN, "halt.exploration_prob=0", "trainer.max_steps=6", "trainer.checkpoint_every=3", "trainer.accelerator=cpu"]
+TINY = [
+    *TINY_RUN,
+    "halt.exploration_prob=0",
+    "trainer.max_steps=6",
+    "trainer.checkpoint_every=3",
+    "trainer.accelerator=cpu",
+]
 WEIGHT_ATOL, LOSS_RTOL = 1e-5, 1e-5
 
 
@@ -110,6 +116,13 @@ def test_a_two_process_checkpoint_holds_the_whole_carry_in_global_order(runs):
 
 def test_resuming_a_two_process_checkpoint_with_one_process(runs):
     root, _, _ = runs
-    latentreason(root, "run", *TINY, "trainer.devices=1", f"output_dir={root}", "run_name=two_then_one",
-                 f"resume={root / 'two' / 'checkpoints' / 'step-000003.ckpt'}")
+    latentreason(
+        root,
+        "run",
+        *TINY,
+        "trainer.devices=1",
+        f"output_dir={root}",
+        "run_name=two_then_one",
+        f"resume={root / 'two' / 'checkpoints' / 'step-000003.ckpt'}",
+    )
     assert_close_runs(root / "one", root / "two_then_one")

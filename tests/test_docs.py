@@ -27,7 +27,9 @@ def test_the_plugin_tutorial_runs_as_written(tmp_path):
     script = tmp_path / "tutorial.py"
     script.write_text("\n\n".join(blocks))
     env = {**os.environ, "LATENTREASON_CACHE": str(tmp_path / "cache")}
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = " ".join(result.stdout.split())
     assert "'confident', 'local (__main__)'" in out and "exact accuracy" in out
@@ -35,18 +37,30 @@ def test_the_plugin_tutorial_runs_as_written(tmp_path):
 
 
 def mkdocs_installed() -> bool:
-    return all(importlib.util.find_spec(m) is not None for m in ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python"))
+    return all(
+        importlib.util.find_spec(m) is not None
+        for m in ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python")
+    )
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     if not mkdocs_installed():
         if os.environ.get("CI"):
-            pytest.fail("mkdocs-material and mkdocstrings-python must be installed in CI (they are in the `test` extra)")
+            pytest.fail(
+                "mkdocs-material and mkdocstrings-python must be installed in CI (they are in the `test` extra)"
+            )
         pytest.skip("mkdocs-material and mkdocstrings-python are not installed: pip install '.[test]'")
     out = tmp_path_factory.mktemp("site")
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
-    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(out)], capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return out
 
@@ -54,7 +68,17 @@ def site(tmp_path_factory):
 def test_every_page_of_the_nav_is_built(site):
     nav = yaml.safe_load((REPO / "mkdocs.yml").read_text())["nav"]
     pages = [next(iter(item.values())) for item in nav]
-    assert {"quickstart.md", "recipes.md", "components.md", "plugins.md", "papers.md", "cli.md", "faq.md", "errors.md", "distributed.md"} <= set(pages)
+    assert {
+        "quickstart.md",
+        "recipes.md",
+        "components.md",
+        "plugins.md",
+        "papers.md",
+        "cli.md",
+        "faq.md",
+        "errors.md",
+        "distributed.md",
+    } <= set(pages)
     for page in pages:
         built = site / ("index.html" if page == "index.md" else page.removesuffix(".md") + "/index.html")
         assert built.is_file(), page
@@ -66,10 +90,14 @@ def anchor(kind: str, name: str) -> str:
 
 def test_every_component_and_recipe_has_an_entry(site):
     components = (site / "components" / "index.html").read_text()
-    shipped = [e for e in registry.entries() if not e.origin.startswith("local (")]  # not those tests register on the fly
+    shipped = [
+        e for e in registry.entries() if not e.origin.startswith("local (")
+    ]  # not those tests register on the fly
     assert len(shipped) >= 12
     for entry in shipped:
-        assert f'id="{anchor(entry.kind, entry.name)}"' in components, f"{entry.kind} {entry.name} has no entry in the Components reference"
+        assert f'id="{anchor(entry.kind, entry.name)}"' in components, (
+            f"{entry.kind} {entry.name} has no entry in the Components reference"
+        )
     recipes = (site / "recipes" / "index.html").read_text()
     for name, (_, origin) in catalogue.config_options("recipe").items():
         if not origin.startswith("local ("):
@@ -81,4 +109,7 @@ def test_schedule_diagrams_are_drawn_into_concepts_and_cores(site):
     cores = (site / "cores" / "index.html").read_text()
     for core in ("hrm", "looped", "trm", "latent_diffusion"):
         assert f'aria-label="schedule of the {core} core"' in cores, core
-    assert "<!-- schedule:" not in cores and 'aria-label="schedule of the hrm core"' in (site / "concepts" / "index.html").read_text()
+    assert (
+        "<!-- schedule:" not in cores
+        and 'aria-label="schedule of the hrm core"' in (site / "concepts" / "index.html").read_text()
+    )

@@ -9,7 +9,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import tiny_config, tiny_model, random_batch
+from conftest import random_batch, tiny_config, tiny_model
 from latentreason import registry
 from latentreason.inference import run_to_halt
 from latentreason.train.deep_supervision import Carry, train_segment
@@ -105,7 +105,9 @@ def test_halt_only_training_segment_runs_one_segment_and_no_continue_term():
     model.segment = lambda state, x: calls.append(1) or segment(state, x)
     batch = random_batch(4, 1)
     with torch.no_grad():  # the first segment from the start state, by hand: make rows 0 and 2 exactly right
-        predictions = model.heads(segment(model.initial_state(4, "cpu"), model.embed(batch["inputs"], batch["puzzle_ids"])))[0].argmax(-1)
+        predictions = model.heads(
+            segment(model.initial_state(4, "cpu"), model.embed(batch["inputs"], batch["puzzle_ids"]))
+        )[0].argmax(-1)
     batch["labels"][::2] = predictions[::2]
     exact = (predictions == batch["labels"]).all(-1)
     assert exact.tolist() == [True, False, True, False]
@@ -136,15 +138,27 @@ def test_eval_rules_halt_exactly_the_rows_a_hand_computation_says():
     assert expected["q_halt"] == [True, False, True, True, False, False]
     assert expected["q_halt_minus_continue"] == [False, True, True, True, False, True]
     for rule, want in expected.items():
-        policy = registry.build("halt", {"name": "q_act", "max_steps": max_steps, "eval_halt": rule, "eval_threshold": threshold}, hidden_size=8).eval()
+        policy = registry.build(
+            "halt",
+            {"name": "q_act", "max_steps": max_steps, "eval_halt": rule, "eval_threshold": threshold},
+            hidden_size=8,
+        ).eval()
         assert policy.halt(logits, step_tensor, _never)[0].tolist() == want, rule
         if rule != "q_halt_minus_continue":
-            only = registry.build("halt", {"name": "halt_only", "max_steps": max_steps, "eval_halt": rule, "eval_threshold": threshold}, hidden_size=8).eval()
+            only = registry.build(
+                "halt",
+                {"name": "halt_only", "max_steps": max_steps, "eval_halt": rule, "eval_threshold": threshold},
+                hidden_size=8,
+            ).eval()
             assert only.halt({"q_halt": logits["q_halt"]}, step_tensor, _never)[0].tolist() == want, rule
     # The rules apply at evaluation only: in training q_act still compares q_halt with q_continue.
-    policy = registry.build("halt", {"name": "q_act", "max_steps": max_steps, "exploration_prob": 0.0, "eval_halt": "q_halt"}, hidden_size=8).train()
+    policy = registry.build(
+        "halt", {"name": "q_act", "max_steps": max_steps, "exploration_prob": 0.0, "eval_halt": "q_halt"}, hidden_size=8
+    ).train()
     nxt = lambda: {"q_halt": torch.zeros(6), "q_continue": torch.zeros(6)}  # noqa: E731
-    assert policy.halt(logits, step_tensor, nxt)[0].tolist() == [h > c or end for h, c, end in zip(q_halt, q_continue, last)]
+    assert policy.halt(logits, step_tensor, nxt)[0].tolist() == [
+        h > c or end for h, c, end in zip(q_halt, q_continue, last)
+    ]
 
 
 @pytest.mark.parametrize(
@@ -197,7 +211,9 @@ def test_early_exit_matches_reading_each_row_at_its_halting_step_and_saves_updat
     candidates = (values[:-1] + values[1:]) / 2
     threshold = max(candidates.tolist(), key=lambda t: (len(halting_steps(t).unique()), -abs(t - 0.5)))
     expected_steps = halting_steps(threshold)
-    assert len(expected_steps.unique()) >= 3 and (expected_steps < max_steps).any() and (expected_steps == max_steps).any()
+    assert (
+        len(expected_steps.unique()) >= 3 and (expected_steps < max_steps).any() and (expected_steps == max_steps).any()
+    )
     model.policy.eval_threshold = threshold
 
     rows = torch.arange(n)
@@ -308,11 +324,20 @@ def test_evaluation_uses_the_ema_weights_and_checkpoints_keep_them(monkeypatch, 
 def test_q_halt_accuracy_counts_only_rows_with_a_halting_head():
     from latentreason.train.metrics import ReasoningMetrics
 
-    base = {"counts": torch.tensor([4, 4, 4]), "token_accuracy": torch.tensor([1.0, 0.5, 1.0]), "exact": torch.tensor([True, False, True]), "steps": torch.tensor([1, 2, 3])}
+    base = {
+        "counts": torch.tensor([4, 4, 4]),
+        "token_accuracy": torch.tensor([1.0, 0.5, 1.0]),
+        "exact": torch.tensor([True, False, True]),
+        "steps": torch.tensor([1, 2, 3]),
+    }
     without = ReasoningMetrics()
     without.update(base)
     assert math.isnan(float(without.compute()["q_halt_accuracy"]))  # `fixed` halting: nothing to be right about
     with_head = ReasoningMetrics()
     with_head.update({**base, "q_halt": torch.tensor([1.0, 1.0, -1.0])}, rows=torch.tensor([True, True, False]))
     computed = with_head.compute()  # rows 0 and 1: right, wrong
-    assert float(computed["q_halt_accuracy"]) == 0.5 and float(computed["exact_accuracy"]) == 0.5 and float(computed["steps"]) == 1.5
+    assert (
+        float(computed["q_halt_accuracy"]) == 0.5
+        and float(computed["exact_accuracy"]) == 0.5
+        and float(computed["steps"]) == 1.5
+    )

@@ -105,7 +105,9 @@ def test_one_step_gradient_matches_hand_written_reference():
         for update in model.core.schedule():
             state = model.core.apply(update, state, x)
     grads_full = _grads(model, loss_of(state["z_H"]))
-    assert not torch.allclose(grads_full["core.L.blocks.0.attn.qkv.weight"], grads_ours["core.L.blocks.0.attn.qkv.weight"], atol=1e-6)
+    assert not torch.allclose(
+        grads_full["core.L.blocks.0.attn.qkv.weight"], grads_ours["core.L.blocks.0.attn.qkv.weight"], atol=1e-6
+    )
 
 
 def test_config_builds_the_requested_shapes():

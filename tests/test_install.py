@@ -10,8 +10,20 @@ from conftest import REPO
 def test_wheel_install_lists_components_from_another_directory(tmp_path):
     target = tmp_path / "site"
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--target", str(target), str(REPO)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(REPO),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert build.returncode == 0, build.stdout[-2000:] + build.stderr[-2000:]
     assert (target / "latentreason" / "_cards" / "core" / "hrm.yaml").is_file()
@@ -20,10 +32,23 @@ def test_wheel_install_lists_components_from_another_directory(tmp_path):
     workdir = tmp_path / "elsewhere"
     workdir.mkdir()
     env = {**os.environ, "PYTHONPATH": str(target)}
-    listing = subprocess.run([sys.executable, "-m", "latentreason.cli", "list"], capture_output=True, text=True, cwd=workdir, env=env, timeout=120)
+    listing = subprocess.run(
+        [sys.executable, "-m", "latentreason.cli", "list"],
+        capture_output=True,
+        text=True,
+        cwd=workdir,
+        env=env,
+        timeout=120,
+    )
     assert listing.returncode == 0, listing.stderr
     for name in ("hrm", "one_step", "q_act", "hrm_sudoku"):
         assert name in listing.stdout
     # and it is the installed copy that answered, not the checkout
-    where = subprocess.run([sys.executable, "-c", "import latentreason; print(latentreason.__file__)"], capture_output=True, text=True, cwd=workdir, env=env)
+    where = subprocess.run(
+        [sys.executable, "-c", "import latentreason; print(latentreason.__file__)"],
+        capture_output=True,
+        text=True,
+        cwd=workdir,
+        env=env,
+    )
     assert str(target) in where.stdout

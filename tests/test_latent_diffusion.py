@@ -7,8 +7,20 @@ from latentreason.model import build_model
 def _model(**kw):
     torch.manual_seed(0)
     overrides = [f"core.{k}={v}" for k, v in kw.items()]
-    config = load_config(["recipe=hrm_sudoku", "preset=paper", "core=latent_diffusion", "core.hidden_size=32", "core.num_heads=2",
-                          "core.num_layers=1", "core.mlp_multiple=16", "halt=fixed", "halt.max_steps=4", *overrides])
+    config = load_config(
+        [
+            "recipe=hrm_sudoku",
+            "preset=paper",
+            "core=latent_diffusion",
+            "core.hidden_size=32",
+            "core.num_heads=2",
+            "core.num_layers=1",
+            "core.mlp_multiple=16",
+            "halt=fixed",
+            "halt.max_steps=4",
+            *overrides,
+        ]
+    )
     return build_model(config, 6, 16, 1)
 
 

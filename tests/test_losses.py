@@ -17,7 +17,9 @@ def test_stablemax_matches_hand_formula():
     loss = token_cross_entropy(logits, labels, "stablemax")
     for b in range(2):
         for t in range(3):
-            expected = 0.0 if labels[b, t] == IGNORE_LABEL else _stablemax_by_hand(logits[b, t].tolist(), int(labels[b, t]))
+            expected = (
+                0.0 if labels[b, t] == IGNORE_LABEL else _stablemax_by_hand(logits[b, t].tolist(), int(labels[b, t]))
+            )
             assert abs(loss[b, t].item() - expected) < 1e-6
 
 

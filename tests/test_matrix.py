@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from latentreason.config import load_config
-from latentreason.model import build_model
 from latentreason.inference import run_to_halt
-from latentreason.train.deep_supervision import Carry, train_segment
+from latentreason.model import build_model
 from latentreason.optim.build import build_optimizer
+from latentreason.train.deep_supervision import Carry, train_segment
 
 CORES = {
     "hrm": ["core.H_layers=1", "core.L_layers=1"],
@@ -26,12 +26,26 @@ def _config(core, estimator, policy):
     core_overrides = CORES[core]
     choice = [] if core_overrides and core_overrides[0].startswith("core=") else [f"core={core}"]
     grad = ESTIMATORS[estimator]
-    grad_choice = grad if grad and grad[0].startswith("grad=") else [f"grad={'tbptt' if estimator == 'tbptt' else 'one_step'}", *grad]
-    return load_config([
-        "recipe=hrm_sudoku", "preset=paper", *choice, *grad_choice, f"halt={policy}",
-        "core.hidden_size=32", "core.num_heads=2", "core.mlp_multiple=16", *core_overrides,
-        "halt.max_steps=3", "model.puzzle_emb_len=1",
-    ])
+    grad_choice = (
+        grad
+        if grad and grad[0].startswith("grad=")
+        else [f"grad={'tbptt' if estimator == 'tbptt' else 'one_step'}", *grad]
+    )
+    return load_config(
+        [
+            "recipe=hrm_sudoku",
+            "preset=paper",
+            *choice,
+            *grad_choice,
+            f"halt={policy}",
+            "core.hidden_size=32",
+            "core.num_heads=2",
+            "core.mlp_multiple=16",
+            *core_overrides,
+            "halt.max_steps=3",
+            "model.puzzle_emb_len=1",
+        ]
+    )
 
 
 @pytest.mark.parametrize("core, estimator, policy", list(itertools.product(CORES, ESTIMATORS, POLICIES)))

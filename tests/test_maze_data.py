@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from latentreason.errors import DatasetFormatError
 from latentreason.tasks import maze_data as md
 from latentreason.tasks.grids import inverse_dihedral
-from latentreason.errors import DatasetFormatError
 
 seeds = st.integers(min_value=0, max_value=2**32 - 1)
 
@@ -238,7 +238,9 @@ def test_augmentation_keeps_shortest_paths():
     data = md.build_dataset(3, size, None, seed=1, augment=True)
     assert data["inputs"].shape == (24, size * size)
     assert np.array_equal(data["groups"], np.repeat(np.arange(3), 8))
-    assert np.array_equal(data["inputs"][::8], plain["inputs"]) and np.array_equal(data["ratings"][::8], plain["ratings"])
+    assert np.array_equal(data["inputs"][::8], plain["inputs"]) and np.array_equal(
+        data["ratings"][::8], plain["ratings"]
+    )
     for group in range(3):
         original_q = data["inputs"][8 * group].reshape(size, size)
         original_a = data["labels"][8 * group].reshape(size, size)

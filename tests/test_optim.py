@@ -39,8 +39,7 @@ def test_adam_atan2_matches_scalar_reference(lr_as_tensor):
 
     p = torch.nn.Parameter(init.clone())
     lr = torch.tensor(hyper["lr"], dtype=torch.float64) if lr_as_tensor else hyper["lr"]
-    opt = AdamATan2([p], lr=lr, betas=(hyper["beta1"], hyper["beta2"]),
-                    weight_decay=hyper["weight_decay"])
+    opt = AdamATan2([p], lr=lr, betas=(hyper["beta1"], hyper["beta2"]), weight_decay=hyper["weight_decay"])
     for g in grads:
         p.grad = g.clone()
         opt.step()
@@ -61,8 +60,7 @@ def test_adam_atan2_fp32_and_skips_params_without_grad():
     for g in grads:
         a.grad = g.clone()
         opt.step()
-    expected = _reference_adam_atan2(init, grads.double().tolist(), lr=1e-2, beta1=0.9,
-                                     beta2=0.95, weight_decay=0.1)
+    expected = _reference_adam_atan2(init, grads.double().tolist(), lr=1e-2, beta1=0.9, beta2=0.95, weight_decay=0.1)
     assert a.detach().tolist() == pytest.approx(expected, abs=1e-6, rel=0)
     assert torch.equal(b, b_before) and b not in opt.state
 
@@ -174,9 +172,7 @@ def test_make_scheduler_drives_lr():
     assert lrs[5] == pytest.approx(5e-4) and lrs[7] == pytest.approx(0.0, abs=1e-12)
 
 
-@pytest.mark.parametrize(
-    ("name", "cls_name"), [("adam_atan2", "AdamATan2"), ("adamw", "AdamW"), ("lion", "Lion")]
-)
+@pytest.mark.parametrize(("name", "cls_name"), [("adam_atan2", "AdamATan2"), ("adamw", "AdamW"), ("lion", "Lion")])
 def test_build_optimizer_builds_and_steps(name, cls_name):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4))
@@ -199,6 +195,5 @@ def test_build_optimizer_timm_without_betas():
 
 def test_build_optimizer_unknown_name_suggests_close_match():
     with pytest.raises(ValueError) as info:
-        build_optimizer("adam_atan", [torch.nn.Parameter(torch.zeros(1))], lr=1e-3,
-                        weight_decay=0.0)
+        build_optimizer("adam_atan", [torch.nn.Parameter(torch.zeros(1))], lr=1e-3, weight_decay=0.0)
     assert "Did you mean: adam_atan2" in str(info.value)

@@ -39,7 +39,15 @@ RECIPE = textwrap.dedent("""\
     """)
 
 
-def make_plugin(site: Path, dist: str, version: str, module: str, source: str, entry: str | None = None, conf: dict[str, str] | None = None) -> None:
+def make_plugin(
+    site: Path,
+    dist: str,
+    version: str,
+    module: str,
+    source: str,
+    entry: str | None = None,
+    conf: dict[str, str] | None = None,
+) -> None:
     package = site / module
     package.mkdir(parents=True)
     (package / "__init__.py").write_text(source)
@@ -55,13 +63,22 @@ def make_plugin(site: Path, dist: str, version: str, module: str, source: str, e
 
 def cli(site: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(site), "COLUMNS": "250"}
-    return subprocess.run([sys.executable, "-m", "latentreason.cli", *args], capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "latentreason.cli", *args], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
 def good_site(tmp_path_factory):
     site = tmp_path_factory.mktemp("site")
-    make_plugin(site, "fakeplug", "1.2.3", "fakeplug", GOOD_MODULE, conf={"halt/fake_fixed.yaml": CARD, "recipes/fake_recipe.yaml": RECIPE})
+    make_plugin(
+        site,
+        "fakeplug",
+        "1.2.3",
+        "fakeplug",
+        GOOD_MODULE,
+        conf={"halt/fake_fixed.yaml": CARD, "recipes/fake_recipe.yaml": RECIPE},
+    )
     return site
 
 
@@ -101,8 +118,16 @@ def test_a_broken_plugin_is_reported_once_and_the_rest_works(tmp_path):
 
 
 def test_a_function_entry_point_is_called(tmp_path):
-    source = GOOD_MODULE.replace("@register", "def setup():\n    global FakeFixed\n\n    @register").replace("\nclass FakeFixed", "\n    class FakeFixed").replace('    """A fixed segment count, from a plugin."""', '        """A fixed segment count, from a plugin."""')
-    make_plugin(tmp_path, "funcplug", "2.0", "funcplug", source, entry="funcplug:setup", conf={"halt/fake_fixed.yaml": CARD})
+    source = (
+        GOOD_MODULE.replace("@register", "def setup():\n    global FakeFixed\n\n    @register")
+        .replace("\nclass FakeFixed", "\n    class FakeFixed")
+        .replace(
+            '    """A fixed segment count, from a plugin."""', '        """A fixed segment count, from a plugin."""'
+        )
+    )
+    make_plugin(
+        tmp_path, "funcplug", "2.0", "funcplug", source, entry="funcplug:setup", conf={"halt/fake_fixed.yaml": CARD}
+    )
     result = cli(tmp_path, "list", "halt")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "funcplug 2.0" in rows_of(result.stdout, "fake_fixed")[0]
@@ -114,7 +139,9 @@ def test_a_clash_with_a_builtin_names_both_sources(tmp_path):
     result = cli(tmp_path, "list", "halt")
     out = " ".join(result.stdout.split())
     assert result.returncode == 0
-    assert "registered twice" in out and "built-in" in out and "clashplug 0.1" in out and "QACT" in out and "Mine" in out
+    assert (
+        "registered twice" in out and "built-in" in out and "clashplug 0.1" in out and "QACT" in out and "Mine" in out
+    )
     assert "built-in" in rows_of(result.stdout, "q_act")[0]  # the built-in one is kept
 
 

@@ -2,7 +2,7 @@
 
 import torch
 
-from conftest import tiny_model, random_batch
+from conftest import random_batch, tiny_model
 from latentreason.train.deep_supervision import Carry, train_segment
 
 
@@ -16,10 +16,16 @@ def test_halts_at_max_steps_and_when_q_halt_exceeds_q_continue():
     model = tiny_model("halt.exploration_prob=0.0")
     model.train()
     steps = torch.tensor([1, 2, 4, 4], dtype=torch.int32)
-    halted, _ = model.policy.halt({"q_halt": torch.tensor([1.0, -1.0, -1.0, 1.0]), "q_continue": torch.zeros(4)}, steps, lambda: {"q_halt": torch.zeros(4), "q_continue": torch.zeros(4)})
+    halted, _ = model.policy.halt(
+        {"q_halt": torch.tensor([1.0, -1.0, -1.0, 1.0]), "q_continue": torch.zeros(4)},
+        steps,
+        lambda: {"q_halt": torch.zeros(4), "q_continue": torch.zeros(4)},
+    )
     assert halted.tolist() == [True, False, True, True]
     model.eval()  # at evaluation every row runs max_steps, whatever the Q head says
-    halted, targets = model.policy.halt({"q_halt": torch.tensor([5.0, 5.0, -5.0, 5.0]), "q_continue": torch.zeros(4)}, steps, lambda: 1 / 0)
+    halted, targets = model.policy.halt(
+        {"q_halt": torch.tensor([5.0, 5.0, -5.0, 5.0]), "q_continue": torch.zeros(4)}, steps, lambda: 1 / 0
+    )
     assert halted.tolist() == [False, False, True, True] and targets == {}
 
 

@@ -44,9 +44,11 @@ def test_register_build_and_duplicate():
     assert registry.get("grad", "test_only_estimator").summary == "A test estimator."
 
     with pytest.raises(ConfigError) as error:
+
         @registry.register("grad", "test_only_estimator")
         class Other:  # noqa: F841
             pass
+
     message = str(error.value)
     assert "registered twice" in message and "Dummy" in message and "Other" in message
     registry.unregister("grad", "test_only_estimator")

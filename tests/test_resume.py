@@ -35,7 +35,9 @@ TESTS = str(Path(__file__).resolve().parent)  # on the subprocess's path, for si
 def latentreason(*args, env_extra=None):
     path = os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), TESTS) if p)
     env = os.environ | {"PYTHONPATH": path} | (env_extra or {})
-    return subprocess.run([sys.executable, "-m", "latentreason.cli", *args], capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "latentreason.cli", *args], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +46,9 @@ def root(tmp_path_factory):
 
 
 def train(root, name, *extra):
-    return latentreason(*TINY, f"output_dir={root}", f"run_name={name}", *extra, env_extra={"LATENTREASON_CACHE": str(root / "cache")})
+    return latentreason(
+        *TINY, f"output_dir={root}", f"run_name={name}", *extra, env_extra={"LATENTREASON_CACHE": str(root / "cache")}
+    )
 
 
 @pytest.fixture(scope="module")

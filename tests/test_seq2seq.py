@@ -13,12 +13,13 @@ import pytest
 import torch
 
 from latentreason import registry
-from latentreason.errors import ConfigError
+from latentreason.errors import ConfigError, DatasetFormatError
 from latentreason.tasks.seq2seq import IGNORE, PAD, Seq2Seq
-from latentreason.errors import DatasetFormatError
 
 
-def reversal_pairs(count: int, length: int = 5, alphabet: str = "abcde", seed: int = 0) -> list[tuple[list[str], list[str]]]:
+def reversal_pairs(
+    count: int, length: int = 5, alphabet: str = "abcde", seed: int = 0
+) -> list[tuple[list[str], list[str]]]:
     rng, seen, pairs = random.Random(seed), set(), []
     while len(pairs) < count:
         seq = tuple(rng.choice(alphabet) for _ in range(length))
@@ -38,7 +39,9 @@ def task(tmp_path, **kwargs) -> Seq2Seq:
 
 def test_vocabulary_padding_and_ignored_labels(tmp_path):
     data = tmp_path / "pairs.csv"
-    data.write_text('input,output,note\nb a,a b b,x\n"c,a",c,y\n')  # extra columns are ignored; a quoted cell may hold a comma
+    data.write_text(
+        'input,output,note\nb a,a b b,x\n"c,a",c,y\n'
+    )  # extra columns are ignored; a quoted cell may hold a comma
     t = task(tmp_path, train_file=str(data), test_fraction=0.5)
     assert t.vocab == ["<pad>", "a", "b", "c", "c,a"] and t.vocab_size == 5 and t.seq_len == 3  # 0 is padding
     split = t.read_file(data)
@@ -66,8 +69,16 @@ def test_jsonl_lists_and_chars(tmp_path):
         ("header.csv", "question,answer\na,b\n", "header.csv:1: the header must name the columns `input` and `output`"),
         ("empty.csv", "input,output\na b,\n", "empty.csv:2: the output is empty"),
         ("none.csv", "input,output\n", "none.csv:1: the file holds no examples"),
-        ("bad.jsonl", '{"input": ["a"], "output": ["b"]}\n{"input": ["a"], "output": \n', "bad.jsonl:2: not valid JSON"),
-        ("keys.jsonl", '{"input": ["a"], "target": ["b"]}\n', 'keys.jsonl:1: each line must be an object with the keys "input" and "output"'),
+        (
+            "bad.jsonl",
+            '{"input": ["a"], "output": ["b"]}\n{"input": ["a"], "output": \n',
+            "bad.jsonl:2: not valid JSON",
+        ),
+        (
+            "keys.jsonl",
+            '{"input": ["a"], "target": ["b"]}\n',
+            'keys.jsonl:1: each line must be an object with the keys "input" and "output"',
+        ),
         ("type.jsonl", '{"input": [["a"]], "output": ["b"]}\n', "type.jsonl:1: 'input' must be a list of tokens"),
     ],
 )
@@ -94,7 +105,9 @@ def test_config_errors(tmp_path):
 
 def cli(*args, cache):
     env = {**os.environ, "LATENTREASON_CACHE": str(cache)}
-    return subprocess.run([sys.executable, "-m", "latentreason.cli", *args], capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "latentreason.cli", *args], capture_output=True, text=True, env=env, timeout=600
+    )
 
 
 def test_train_from_a_csv_on_the_command_line_then_eval_and_solve(tmp_path):
@@ -104,8 +117,15 @@ def test_train_from_a_csv_on_the_command_line_then_eval_and_solve(tmp_path):
         for i, o in pairs[600:]:
             handle.write(json.dumps({"input": i, "output": o}) + "\n")
     result = cli(
-        "run", "recipe=hrm_seq2seq", f"task.train_file={tmp_path / 'reverse.csv'}", "trainer.max_steps=300", "trainer.eval_every=0",
-        "trainer.progress=false", f"output_dir={tmp_path}", "run_name=rev", cache=tmp_path / "cache",
+        "run",
+        "recipe=hrm_seq2seq",
+        f"task.train_file={tmp_path / 'reverse.csv'}",
+        "trainer.max_steps=300",
+        "trainer.eval_every=0",
+        "trainer.progress=false",
+        f"output_dir={tmp_path}",
+        "run_name=rev",
+        cache=tmp_path / "cache",
     )
     assert result.returncode == 0, result.stdout + result.stderr
     out = " ".join(result.stdout.split())

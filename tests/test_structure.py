@@ -47,7 +47,7 @@ def test_no_import_cycle_inside_the_package():
             if dep == "latentreason":
                 continue  # every submodule's parent package runs first; what it imports is checked as its own node
             if state.get(dep) == "open":
-                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(dep):] + [dep]))
+                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(dep) :] + [dep]))
             if dep not in state:
                 visit(dep, stack + [dep])
         state[node] = "done"
@@ -79,7 +79,8 @@ def test_a_new_core_file_is_listed_with_no_other_edit(tmp_path):
     shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
     for folder in ("registry", "recipes"):
         shutil.copytree(PACKAGE.parent / folder, tmp_path / folder)
-    (copy / "cores" / "my_new_core.py").write_text(textwrap.dedent('''
+    (copy / "cores" / "my_new_core.py").write_text(
+        textwrap.dedent('''
         """A core that a contributor just added."""
         from latentreason.cores.looped import Looped
         from latentreason.registry import register
@@ -88,7 +89,8 @@ def test_a_new_core_file_is_listed_with_no_other_edit(tmp_path):
         @register("core", "my_new_core")
         class MyNewCore(Looped):
             """A looped core under a new name."""
-        '''))
+        ''')
+    )
     env = {**os.environ, "PYTHONPATH": str(tmp_path), "COLUMNS": "200"}
     command = [sys.executable, "-m", "latentreason.cli", "list", "core"]
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
@@ -112,5 +114,7 @@ def test_cards_and_constructors_agree_on_every_default():
                 continue
             default = list(p.default) if isinstance(p.default, tuple) else p.default
             if default != value:
-                disagreements.append(f"{entry.kind} {entry.name}: {key} is {value!r} in {card[0].name}, {default!r} in the constructor")
+                disagreements.append(
+                    f"{entry.kind} {entry.name}: {key} is {value!r} in {card[0].name}, {default!r} in the constructor"
+                )
     assert not disagreements, "\n".join(disagreements)

@@ -18,7 +18,6 @@ from conftest import shared_file
 from latentreason.errors import DatasetFormatError
 from latentreason.tasks import sudoku_data as sd
 
-
 seeds = st.integers(min_value=0, max_value=2**32 - 1)
 
 
@@ -275,7 +274,9 @@ def test_solver_on_magictour_file():
 
 
 def test_load_lines_on_magictour_head(tmp_path):
-    head = shared_file("sudoku", "magictour_top1465_dev.txt").read_text().splitlines()[:12]  # two comment lines and ten puzzles
+    head = (
+        shared_file("sudoku", "magictour_top1465_dev.txt").read_text().splitlines()[:12]
+    )  # two comment lines and ten puzzles
     path = tmp_path / "head.txt"
     path.write_text("\n".join(head) + "\n")
     puzzles, solutions, ratings = sd.load_sudoku_file(path)
@@ -418,9 +419,7 @@ def test_missing_file(tmp_path):
 
 def test_build_dataset_shapes_and_determinism():
     calls = []
-    data = sd.build_dataset(
-        6, augmentations=3, rng_seed=11, box=3, min_givens=30, max_givens=50, progress=calls.append
-    )
+    data = sd.build_dataset(6, augmentations=3, rng_seed=11, box=3, min_givens=30, max_givens=50, progress=calls.append)
     assert calls == [1] * 6
     assert data["inputs"].shape == data["labels"].shape == (24, 81)
     assert data["inputs"].dtype == data["labels"].dtype == np.uint8

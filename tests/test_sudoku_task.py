@@ -8,7 +8,16 @@ from latentreason.tasks import sudoku_data as sd
 
 
 def _task(tmp_path, **kw):
-    card = {"name": "sudoku", "train_puzzles": 12, "augmentations": 3, "test_puzzles": 8, "min_givens": 40, "max_givens": 50, "cache_dir": str(tmp_path), **kw}
+    card = {
+        "name": "sudoku",
+        "train_puzzles": 12,
+        "augmentations": 3,
+        "test_puzzles": 8,
+        "min_givens": 40,
+        "max_givens": 50,
+        "cache_dir": str(tmp_path),
+        **kw,
+    }
     return registry.build("task", card)
 
 
@@ -50,7 +59,10 @@ def test_render_and_parse_round_trip(tmp_path):
     tokens = task.parse_input(sd.grid_to_string(puzzle))
     assert torch.equal(tokens, torch.from_numpy(sd.encode(puzzle).astype(np.int64)))
     drawing = task.render(tokens)
-    assert drawing.count("\n") == 10 and drawing.replace(" ", "").replace("|", "").splitlines()[0] == sd.grid_to_string(puzzle)[:9]
+    assert (
+        drawing.count("\n") == 10
+        and drawing.replace(" ", "").replace("|", "").splitlines()[0] == sd.grid_to_string(puzzle)[:9]
+    )
 
 
 def test_bad_givens_range_is_named(tmp_path):

@@ -10,7 +10,6 @@ from latentreason.grad.one_step import OneStep
 from latentreason.grad.tbptt import TBPTT
 from latentreason.model import build_model
 
-
 BASE = ["recipe=hrm_sudoku", "preset=paper", "halt.max_steps=4", "trainer.global_batch_size=8"]
 SMALL = ["core.hidden_size=32", "core.num_heads=2", "core.mlp_multiple=16"]
 
@@ -178,7 +177,9 @@ def test_full_tbptt_equals_plain_autograd(core):
     grads_ours = _grads(model, loss_of(model.core.readout(ours)))
     grads_ref = _grads(model, loss_of(_fully_graded(core, model.core, start, model.embed(inputs))))
     _assert_same_grads(grads_ours, grads_ref)
-    assert all(g.abs().sum() > 0 for n, g in grads_ours.items() if not n.startswith("policy")), "every weight is trained"
+    assert all(g.abs().sum() > 0 for n, g in grads_ours.items() if not n.startswith("policy")), (
+        "every weight is trained"
+    )
 
 
 def _fully_graded(name, core, start, x):

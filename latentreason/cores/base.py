@@ -15,7 +15,9 @@ from torch import nn
 State = dict[str, torch.Tensor]
 
 
-def make_rotary(positions: str, hidden_size: int, num_heads: int, seq_len: int, rope_theta: float, allowed=("rope", "learned")):
+def make_rotary(
+    positions: str, hidden_size: int, num_heads: int, seq_len: int, rope_theta: float, allowed=("rope", "learned")
+):
     """Check `core.positions` and build the rotary embedding it asks for (None for the others)."""
     from latentreason.cores.blocks import Rotary, head_size
     from latentreason.errors import ConfigError

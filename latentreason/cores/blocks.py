@@ -64,7 +64,9 @@ class Linear(nn.Linear):
 def head_size(hidden_size: int, num_heads: int) -> int:
     """hidden_size / num_heads, or a ConfigError naming both keys."""
     if num_heads < 1 or hidden_size % num_heads:
-        raise ConfigError(f"core.hidden_size={hidden_size} is not divisible by core.num_heads={num_heads}; pick a num_heads that divides it")
+        raise ConfigError(
+            f"core.hidden_size={hidden_size} is not divisible by core.num_heads={num_heads}; pick a num_heads that divides it"
+        )
     return hidden_size // num_heads
 
 
@@ -74,7 +76,9 @@ class Rotary(nn.Module):
     def __init__(self, head_dim: int, max_len: int, theta: float = 10000.0):
         super().__init__()
         if head_dim % 2:
-            raise ConfigError(f"Rotary positions need an even head size, and core.hidden_size / core.num_heads = {head_dim}; change one of them, or use core.positions=learned")
+            raise ConfigError(
+                f"Rotary positions need an even head size, and core.hidden_size / core.num_heads = {head_dim}; change one of them, or use core.positions=learned"
+            )
         inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
         freqs = torch.outer(torch.arange(max_len, dtype=torch.float32), inv_freq)
         angles = torch.cat((freqs, freqs), dim=-1)
@@ -127,7 +131,9 @@ class SwiGLU(nn.Module):
 class Block(nn.Module):
     """Post-norm transformer block: x = norm(x + attn(x)); x = norm(x + mlp(x))."""
 
-    def __init__(self, hidden_size: int, num_heads: int, expansion: float, mlp_multiple: int = 256, norm_eps: float = 1e-5):
+    def __init__(
+        self, hidden_size: int, num_heads: int, expansion: float, mlp_multiple: int = 256, norm_eps: float = 1e-5
+    ):
         super().__init__()
         self.attn = Attention(hidden_size, num_heads)
         self.mlp = SwiGLU(hidden_size, expansion, mlp_multiple)
@@ -161,7 +167,6 @@ def param_count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
-
 class TokenMLPBlock(nn.Module):
     """TRM's `mlp_t` block: a SwiGLU across positions in place of attention, then the usual SwiGLU.
 
@@ -173,7 +178,9 @@ class TokenMLPBlock(nn.Module):
     the mixer's weights are tied to positions. Post-norm and bias-free like `Block`.
     """
 
-    def __init__(self, hidden_size: int, seq_len: int, expansion: float, mlp_multiple: int = 256, norm_eps: float = 1e-5):
+    def __init__(
+        self, hidden_size: int, seq_len: int, expansion: float, mlp_multiple: int = 256, norm_eps: float = 1e-5
+    ):
         super().__init__()
         self.token_mlp = SwiGLU(seq_len, expansion, mlp_multiple)
         self.mlp = SwiGLU(hidden_size, expansion, mlp_multiple)
@@ -190,4 +197,6 @@ class TokenMLPStack(Stack):
 
     def __init__(self, num_layers: int, hidden_size: int, seq_len: int, expansion: float, mlp_multiple: int = 256):
         nn.Module.__init__(self)
-        self.blocks = nn.ModuleList(TokenMLPBlock(hidden_size, seq_len, expansion, mlp_multiple) for _ in range(num_layers))
+        self.blocks = nn.ModuleList(
+            TokenMLPBlock(hidden_size, seq_len, expansion, mlp_multiple) for _ in range(num_layers)
+        )

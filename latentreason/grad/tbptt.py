@@ -9,8 +9,8 @@ truncated BPTT.
 from __future__ import annotations
 
 from latentreason.cores.base import Update
-from latentreason.grad.base import GradientEstimator
 from latentreason.errors import ConfigError
+from latentreason.grad.base import GradientEstimator
 from latentreason.registry import register
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -35,7 +35,9 @@ class HaltingPolicy(nn.Module):
         """
         raise NotImplementedError
 
-    def loss(self, logits: HaltLogits, targets: dict[str, torch.Tensor], exact: torch.Tensor) -> dict[str, torch.Tensor]:
+    def loss(
+        self, logits: HaltLogits, targets: dict[str, torch.Tensor], exact: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         """Weighted, batch-summed loss terms; `exact` says per row whether the prediction is exactly right."""
         return {}
 

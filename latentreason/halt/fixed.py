@@ -6,12 +6,12 @@ Ge et al. (2025), and deep supervision with a constant segment count.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
-from latentreason.halt.base import HaltingPolicy, HaltLogits
 from latentreason.errors import ConfigError
+from latentreason.halt.base import HaltingPolicy, HaltLogits
 from latentreason.registry import register
 
 
@@ -31,5 +31,7 @@ class Fixed(HaltingPolicy):
     def halt(self, logits: HaltLogits, steps: torch.Tensor, next_logits: Callable[[], HaltLogits]):
         return steps >= self.max_steps, {}
 
-    def loss(self, logits: HaltLogits, targets: dict[str, torch.Tensor], exact: torch.Tensor) -> dict[str, torch.Tensor]:
+    def loss(
+        self, logits: HaltLogits, targets: dict[str, torch.Tensor], exact: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         return {}

@@ -10,14 +10,14 @@ sigmoid(q_halt) > `eval_threshold`.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
+from latentreason.errors import ConfigError
 from latentreason.halt.base import HaltingPolicy, HaltLogits, explore, halting_head
 from latentreason.halt.q_act import check_eval_halt, eval_halted
-from latentreason.errors import ConfigError
 from latentreason.registry import register
 
 EVAL_HALT_RULES = ("max_steps", "q_halt")
@@ -41,7 +41,9 @@ class HaltOnly(HaltingPolicy):
         if max_steps < 1:
             raise ConfigError(f"halt.max_steps must be >= 1, got {max_steps}")
         if eval_halt == "q_halt_minus_continue":
-            raise ConfigError("halt.eval_halt='q_halt_minus_continue' needs a continue value, which halt_only does not have; use q_halt or max_steps (or halt=q_act)")
+            raise ConfigError(
+                "halt.eval_halt='q_halt_minus_continue' needs a continue value, which halt_only does not have; use q_halt or max_steps (or halt=q_act)"
+            )
         check_eval_halt(eval_halt, eval_threshold, EVAL_HALT_RULES, "halt_only")
         self.max_steps, self.exploration_prob, self.loss_weight = max_steps, exploration_prob, loss_weight
         self.eval_halt, self.eval_threshold = eval_halt, eval_threshold
@@ -60,6 +62,8 @@ class HaltOnly(HaltingPolicy):
             halted = is_last | (logits["q_halt"] > 0)
             return explore(halted, steps, self.max_steps, self.exploration_prob), {}
 
-    def loss(self, logits: HaltLogits, targets: dict[str, torch.Tensor], exact: torch.Tensor) -> dict[str, torch.Tensor]:
+    def loss(
+        self, logits: HaltLogits, targets: dict[str, torch.Tensor], exact: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         bce = F.binary_cross_entropy_with_logits(logits["q_halt"], exact.float(), reduction="sum")
         return {"q_halt": self.loss_weight * bce}

@@ -11,13 +11,13 @@ sigmoid(q_halt - q_continue) > `eval_threshold` ("q_halt_minus_continue").
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
-from latentreason.halt.base import HaltingPolicy, HaltLogits, explore, halting_head
 from latentreason.errors import ConfigError
+from latentreason.halt.base import HaltingPolicy, HaltLogits, explore, halting_head
 from latentreason.registry import register
 
 EVAL_HALT_RULES = ("max_steps", "q_halt", "q_halt_minus_continue")
@@ -26,12 +26,18 @@ EVAL_HALT_RULES = ("max_steps", "q_halt", "q_halt_minus_continue")
 def check_eval_halt(eval_halt: str, eval_threshold: float, allowed: tuple[str, ...], policy: str) -> None:
     """Reject an unknown inference-time halting rule or a threshold outside [0, 1], with the choices."""
     if eval_halt not in allowed:
-        raise ConfigError(f"halt.eval_halt={eval_halt!r} is not a rule of the {policy} policy; choose one of: {', '.join(allowed)}")
+        raise ConfigError(
+            f"halt.eval_halt={eval_halt!r} is not a rule of the {policy} policy; choose one of: {', '.join(allowed)}"
+        )
     if not 0.0 <= eval_threshold <= 1.0:
-        raise ConfigError(f"halt.eval_threshold={eval_threshold!r} must be a probability in [0, 1] (it is compared with a sigmoid)")
+        raise ConfigError(
+            f"halt.eval_threshold={eval_threshold!r} must be a probability in [0, 1] (it is compared with a sigmoid)"
+        )
 
 
-def eval_halted(logits: HaltLogits, steps: torch.Tensor, max_steps: int, eval_halt: str, eval_threshold: float) -> torch.Tensor:
+def eval_halted(
+    logits: HaltLogits, steps: torch.Tensor, max_steps: int, eval_halt: str, eval_threshold: float
+) -> torch.Tensor:
     """Inference-time halting: rows stop at `max_steps`, or earlier when the chosen rule fires."""
     halted = steps >= max_steps
     if eval_halt == "q_halt":
@@ -80,8 +86,12 @@ class QACT(HaltingPolicy):
             bootstrap = torch.where(is_last, nxt["q_halt"], torch.maximum(nxt["q_halt"], nxt["q_continue"]))
             return halted, {"q_continue": torch.sigmoid(bootstrap)}
 
-    def loss(self, logits: HaltLogits, targets: dict[str, torch.Tensor], exact: torch.Tensor) -> dict[str, torch.Tensor]:
+    def loss(
+        self, logits: HaltLogits, targets: dict[str, torch.Tensor], exact: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         terms = {"q_halt": F.binary_cross_entropy_with_logits(logits["q_halt"], exact.float(), reduction="sum")}
         if "q_continue" in targets:
-            terms["q_continue"] = F.binary_cross_entropy_with_logits(logits["q_continue"], targets["q_continue"], reduction="sum")
+            terms["q_continue"] = F.binary_cross_entropy_with_logits(
+                logits["q_continue"], targets["q_continue"], reduction="sum"
+            )
         return {k: self.loss_weight * v for k, v in terms.items()}

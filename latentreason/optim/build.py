@@ -38,9 +38,11 @@ def build_optimizer(
     choices = sorted({*registered, *list_optimizers()})
     if key.removeprefix("lookahead_") not in choices:
         close = difflib.get_close_matches(key, choices, n=3)
-        hint = f" Did you mean: {', '.join(close)}? (optim.name takes any of timm's {len(choices)} optimizers)" if close else f" Choices: {', '.join(choices)}"
+        hint = (
+            f" Did you mean: {', '.join(close)}? (optim.name takes any of timm's {len(choices)} optimizers)"
+            if close
+            else f" Choices: {', '.join(choices)}"
+        )
         raise ValueError(f"unknown optimizer {name!r}.{hint}")
     # timm drops ``betas`` itself for optimizers that take none (e.g. sgd).
-    return create_optimizer_v2(
-        params, opt=key, lr=lr, weight_decay=weight_decay, betas=betas, **kwargs
-    )
+    return create_optimizer_v2(params, opt=key, lr=lr, weight_decay=weight_decay, betas=betas, **kwargs)

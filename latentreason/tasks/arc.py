@@ -21,12 +21,11 @@ import torch
 
 from latentreason import datasets
 from latentreason.console import console, progress
-from latentreason.errors import ConfigError
+from latentreason.errors import ConfigError, DatasetFormatError
 from latentreason.registry import register
 from latentreason.tasks import arc_data as ad
 from latentreason.tasks import arc_eval
 from latentreason.tasks.base import Split, Task, cached, compact, file_fingerprint
-from latentreason.errors import DatasetFormatError
 from latentreason.train.losses import IGNORE_LABEL as IGNORE
 from latentreason.train.losses import check_loss
 
@@ -76,9 +75,13 @@ class Arc(Task):
         self.dataset = [dataset] if isinstance(dataset, str) else (list(dataset) if dataset else None)
         for name in self.dataset or ():
             if datasets.resolve(name)[0].task != "arc":
-                raise ConfigError(f"task.dataset={name} is not an ARC dataset; ARC reads {', '.join(n for n, d in datasets.CATALOGUE.items() if d.task == 'arc')}")
+                raise ConfigError(
+                    f"task.dataset={name} is not an ARC dataset; ARC reads {', '.join(n for n, d in datasets.CATALOGUE.items() if d.task == 'arc')}"
+                )
         if not isinstance(size, int) or not 1 <= size <= ad.MAX_SIZE:
-            raise ConfigError(f"task.size={size!r} should be an integer in 1..{ad.MAX_SIZE} (the canvas grids are drawn on; 30 in the papers)")
+            raise ConfigError(
+                f"task.size={size!r} should be an integer in 1..{ad.MAX_SIZE} (the canvas grids are drawn on; 30 in the papers)"
+            )
         if not isinstance(augmentations, int) or augmentations < 0:
             raise ConfigError(f"task.augmentations={augmentations!r} should be 0 or more (HRM: 1000)")
         if not eval_path and not 0.0 < eval_fraction < 1.0:
@@ -86,9 +89,19 @@ class Arc(Task):
         if max_tasks is not None and (not isinstance(max_tasks, int) or max_tasks < 1):
             raise ConfigError(f"task.max_tasks={max_tasks!r} should be a positive integer or null")
         check_loss(loss)
-        self.train_path, self.train_solutions, self.eval_path, self.eval_solutions = train_path, train_solutions, eval_path, eval_solutions
+        self.train_path, self.train_solutions, self.eval_path, self.eval_solutions = (
+            train_path,
+            train_solutions,
+            eval_path,
+            eval_solutions,
+        )
         self.eval_fraction, self.size, self.skip_larger = eval_fraction, size, skip_larger
-        self.tasks, self.max_tasks, self.augmentations, self.translate = (list(tasks) if tasks else None), max_tasks, augmentations, translate
+        self.tasks, self.max_tasks, self.augmentations, self.translate = (
+            (list(tasks) if tasks else None),
+            max_tasks,
+            augmentations,
+            translate,
+        )
         self.pass_k = sorted({int(k) for k in pass_k})
         self.seed, self.cache_dir, self.loss = seed, cache_dir, loss
         self.vocab_size, self.seq_len = ad.VOCAB_SIZE, size * size
@@ -116,7 +129,9 @@ class Arc(Task):
             tasks = [t for t in tasks if t.id in set(self.tasks)]
         large = [t for t in tasks if not ad.fits(t, self.size)]
         if large and not self.skip_larger:
-            raise ConfigError(f"ARC task {large[0].id} has a grid larger than task.size={self.size} ({len(large)} such tasks); raise task.size (max 30) or set task.skip_larger=true")
+            raise ConfigError(
+                f"ARC task {large[0].id} has a grid larger than task.size={self.size} ({len(large)} such tasks); raise task.size (max 30) or set task.skip_larger=true"
+            )
         tasks = [t for t in tasks if ad.fits(t, self.size)]
         return tasks[: self.max_tasks] if self.max_tasks else tasks
 
@@ -168,7 +183,9 @@ class Arc(Task):
             evaluation = [chosen[i] for i in sorted(order[:held])]
             train = [chosen[i] for i in sorted(order[held:])]
         if not train and not evaluation:
-            raise ConfigError(f"No ARC task is left after task.tasks / task.max_tasks / task.skip_larger (size {self.size}); loosen them")
+            raise ConfigError(
+                f"No ARC task is left after task.tasks / task.max_tasks / task.skip_larger (size {self.size}); loosen them"
+            )
         return train, evaluation
 
     # -- data ------------------------------------------------------------------------------------
@@ -182,15 +199,27 @@ class Arc(Task):
         """Append the encoded rows of `tasks`: `all` pairs, `demos` (train pairs) or `test` inputs."""
         with progress(f"Encoding {len(tasks)} ARC tasks ({which})", len(tasks)) as advance:
             for task in tasks:
-                translate = np.random.default_rng([self.seed, zlib.crc32(task.id.encode()), 1]) if self.translate and which != "test" else None
-                pairs = {"all": task.train + [p for p in task.test if p[1] is not None], "demos": task.train, "test": task.test}[which]
+                translate = (
+                    np.random.default_rng([self.seed, zlib.crc32(task.id.encode()), 1])
+                    if self.translate and which != "test"
+                    else None
+                )
+                pairs = {
+                    "all": task.train + [p for p in task.test if p[1] is not None],
+                    "demos": task.train,
+                    "test": task.test,
+                }[which]
                 for aug in self._variants(task):
                     name = f"{task.id}|{aug.name}"
                     puzzle = names.setdefault(name, len(names))
                     for index, (inp, output) in enumerate(pairs):
                         if which == "test":
                             x = ad.encode(ad.apply(inp, aug), self.size)
-                            y = ad.encode(ad.apply(output, aug), self.size).astype(np.int16) if output is not None else np.zeros_like(x, dtype=np.int16)
+                            y = (
+                                ad.encode(ad.apply(output, aug), self.size).astype(np.int16)
+                                if output is not None
+                                else np.zeros_like(x, dtype=np.int16)
+                            )
                         else:
                             x, y = ad.encode_pair(ad.apply(inp, aug), ad.apply(output, aug), self.size, translate)
                             y = y.astype(np.int16)
@@ -219,7 +248,9 @@ class Arc(Task):
         self._rows([t for t in eval_tasks if t.id not in trained], names, "demos", train)
         self._rows(eval_tasks, names, "test", test)
         if not test["inputs"]:
-            raise ConfigError("The ARC evaluation set is empty: give task.eval_path, or more tasks with task.eval_fraction")
+            raise ConfigError(
+                "The ARC evaluation set is empty: give task.eval_path, or more tasks with task.eval_fraction"
+            )
         arrays = {f"train_{k}": v for k, v in self._arrays(train, self.size).items()}
         arrays.update({f"test_{k}": v for k, v in self._arrays(test, self.size).items()})
         arrays["names"] = np.array(list(names), dtype=str)
@@ -228,14 +259,28 @@ class Arc(Task):
     def splits(self) -> dict[str, Split]:
         if self._splits is None:
             key = {
-                "task": "arc", "train": _fingerprint(self.train_path), "dataset": [_fingerprint(str(p)) for p in sum(self._dataset_folders(), [])], "train_solutions": _fingerprint(self.train_solutions),
-                "eval": _fingerprint(self.eval_path), "eval_solutions": _fingerprint(self.eval_solutions), "fraction": self.eval_fraction,
-                "size": self.size, "skip_larger": self.skip_larger, "tasks": self.tasks, "max_tasks": self.max_tasks,
-                "aug": self.augmentations, "translate": self.translate, "seed": self.seed, "version": 1,
+                "task": "arc",
+                "train": _fingerprint(self.train_path),
+                "dataset": [_fingerprint(str(p)) for p in sum(self._dataset_folders(), [])],
+                "train_solutions": _fingerprint(self.train_solutions),
+                "eval": _fingerprint(self.eval_path),
+                "eval_solutions": _fingerprint(self.eval_solutions),
+                "fraction": self.eval_fraction,
+                "size": self.size,
+                "skip_larger": self.skip_larger,
+                "tasks": self.tasks,
+                "max_tasks": self.max_tasks,
+                "aug": self.augmentations,
+                "translate": self.translate,
+                "seed": self.seed,
+                "version": 1,
             }
             arrays = cached(self.cache_dir, key, self._build)
             names = arrays["names"].tolist()
-            self._splits = {s: self._split({k.removeprefix(f"{s}_"): v for k, v in arrays.items() if k.startswith(f"{s}_")}, names) for s in ("train", "test")}
+            self._splits = {
+                s: self._split({k.removeprefix(f"{s}_"): v for k, v in arrays.items() if k.startswith(f"{s}_")}, names)
+                for s in ("train", "test")
+            }
             console.print(f"ARC: {len(names):,} puzzle identifiers (task x variant).")
         return self._splits
 
@@ -252,7 +297,9 @@ class Arc(Task):
         tasks = ad.load_tasks(path, solutions)
         large = [t.id for t in tasks if not ad.fits(t, self.size)]
         if large:
-            raise DatasetFormatError(f"{path}: task {large[0]} has a grid larger than the model's {self.size}x{self.size} canvas ({len(large)} such tasks); remove them or use a model trained with a larger task.size")
+            raise DatasetFormatError(
+                f"{path}: task {large[0]} has a grid larger than the model's {self.size}x{self.size} canvas ({len(large)} such tasks); remove them or use a model trained with a larger task.size"
+            )
         names: dict[str, int] = {}
         rows = {k: [] for k in ("inputs", "labels", "puzzle_ids", "test_index")}
         self._rows(tasks, names, "test", rows)
@@ -260,7 +307,9 @@ class Arc(Task):
 
     # -- scoring ---------------------------------------------------------------------------------
 
-    def _answers(self, split: Split, predictions: torch.Tensor, confidence: torch.Tensor) -> dict[str, dict[int, arc_eval.TestInput]]:
+    def _answers(
+        self, split: Split, predictions: torch.Tensor, confidence: torch.Tensor
+    ) -> dict[str, dict[int, arc_eval.TestInput]]:
         """Ranked answers per task and test input, from the first len(predictions) rows of `split`.
 
         A task only partly predicted (`eval limit=`) is left out, so it neither scores as complete
@@ -270,9 +319,18 @@ class Arc(Task):
         task_of = [names[p].rsplit("|", 1)[0] for p in split["puzzle_ids"].tolist()]
         partial = set(task_of[len(predictions) :])
         if partial:
-            console.print(f"[yellow]{len(partial)} ARC task(s) only partly predicted (limit=) are left out of the scores and the submission.[/]")
+            console.print(
+                f"[yellow]{len(partial)} ARC task(s) only partly predicted (limit=) are left out of the scores and the submission.[/]"
+            )
         labels = split["labels"][: len(predictions)].numpy()
-        for row, (puzzle, index, tokens, conf) in enumerate(zip(split["puzzle_ids"].tolist(), split["test_index"].tolist(), predictions.cpu().numpy(), confidence.tolist())):
+        for row, (puzzle, index, tokens, conf) in enumerate(
+            zip(
+                split["puzzle_ids"].tolist(),
+                split["test_index"].tolist(),
+                predictions.cpu().numpy(),
+                confidence.tolist(),
+            )
+        ):
             task_id, aug_name = names[puzzle].rsplit("|", 1)
             if task_id in partial:
                 continue
@@ -283,10 +341,14 @@ class Arc(Task):
             rows.append((task_id, index, grid, conf, truth))
         return arc_eval.collect(rows)
 
-    def score(self, split: Split, predictions: torch.Tensor, confidence: torch.Tensor, out_dir: Path | None = None) -> dict[str, float]:
+    def score(
+        self, split: Split, predictions: torch.Tensor, confidence: torch.Tensor, out_dir: Path | None = None
+    ) -> dict[str, float]:
         """pass@k by both rules; writes `submission.json` (two attempts per test input) into `out_dir`."""
         if not bool((split["test_index"] >= 0).any()):  # e.g. `eval data=train`: demonstration pairs, no test inputs
-            console.print("[yellow]This split holds no ARC test inputs (training pairs only): pass@k and the submission are for data=test or an ARC file.[/]")
+            console.print(
+                "[yellow]This split holds no ARC test inputs (training pairs only): pass@k and the submission are for data=test or an ARC file.[/]"
+            )
             return {}
         answers = self._answers(split, predictions, confidence)
         scores = arc_eval.pass_at_k(answers, self.pass_k)
@@ -300,22 +362,43 @@ class Arc(Task):
     def puzzle_split(self, text: str) -> Split:
         """`latentreason solve` takes one ARC task file (its test inputs are predicted)."""
         if not Path(text).expanduser().is_file():
-            raise DatasetFormatError(f"{text}: give the path of one ARC task .json file ({{\"train\": [...], \"test\": [...]}})")
+            raise DatasetFormatError(
+                f'{text}: give the path of one ARC task .json file ({{"train": [...], "test": [...]}})'
+            )
         return self.read_file(text)
 
     def present(self, split: Split, predictions: torch.Tensor, confidence: torch.Tensor) -> list:
         from latentreason.render import Grid, Panel
 
         panels = []
-        identity = {i: row for row, (i, p) in enumerate(zip(split["test_index"].tolist(), split["puzzle_ids"].tolist())) if split["names"][p].endswith(ad.IDENTITY.name)}
+        identity = {
+            i: row
+            for row, (i, p) in enumerate(zip(split["test_index"].tolist(), split["puzzle_ids"].tolist()))
+            if split["names"][p].endswith(ad.IDENTITY.name)
+        }
         for task_id, inputs in self._answers(split, predictions, confidence).items():
             for index, answer in inputs.items():
                 votes = sum(c.votes for c in answer.candidates)
                 if index in identity:
-                    panels.append(Panel(f"{task_id} test {index}: input", Grid(ad.decode(split["inputs"][identity[index]].numpy(), self.size), "arc")))
+                    panels.append(
+                        Panel(
+                            f"{task_id} test {index}: input",
+                            Grid(ad.decode(split["inputs"][identity[index]].numpy(), self.size), "arc"),
+                        )
+                    )
                 for attempt, candidate in enumerate(answer.candidates[:2], start=1):
-                    mark = "" if answer.truth is None else (" right" if arc_eval.grid_key(candidate.grid) == arc_eval.grid_key(answer.truth) else " wrong")
-                    panels.append(Panel(f"attempt {attempt}: {candidate.votes}/{votes} votes{mark}", Grid(candidate.grid, "arc")))
+                    mark = (
+                        ""
+                        if answer.truth is None
+                        else (
+                            " right"
+                            if arc_eval.grid_key(candidate.grid) == arc_eval.grid_key(answer.truth)
+                            else " wrong"
+                        )
+                    )
+                    panels.append(
+                        Panel(f"attempt {attempt}: {candidate.votes}/{votes} votes{mark}", Grid(candidate.grid, "arc"))
+                    )
                 if answer.truth is not None:
                     panels.append(Panel("expected", Grid(answer.truth, "arc")))
         return panels

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from latentreason.tasks.grids import dihedral, inverse_dihedral
 from latentreason.errors import DatasetFormatError
+from latentreason.tasks.grids import dihedral, inverse_dihedral
 
 MAX_SIZE = 30
 PAD, EOS, COLOUR_OFFSET, VOCAB_SIZE = 0, 1, 2, 12

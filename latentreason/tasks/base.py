@@ -8,8 +8,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -49,7 +49,11 @@ class Task:
     def puzzle_split(self, text: str) -> Split:
         """The rows `latentreason solve` runs for one puzzle given on the command line (one row by default)."""
         tokens = self.parse_input(text).unsqueeze(0)
-        return {"inputs": tokens, "labels": torch.full_like(tokens, IGNORE_LABEL), "puzzle_ids": torch.zeros(1, dtype=torch.long)}
+        return {
+            "inputs": tokens,
+            "labels": torch.full_like(tokens, IGNORE_LABEL),
+            "puzzle_ids": torch.zeros(1, dtype=torch.long),
+        }
 
     def present(self, split: Split, predictions: torch.Tensor, confidence: torch.Tensor) -> list:
         """The panels `latentreason solve` shows: the puzzle and the model's answer."""
@@ -59,9 +63,14 @@ class Task:
             grid = self.to_grid(tokens)
             return Panel(title, grid) if grid is not None else Panel(title, text=self.render(tokens))
 
-        return [panel("puzzle", split["inputs"][0]), panel(f"answer (halting confidence {float(confidence[0]):.2f})", predictions[0])]
+        return [
+            panel("puzzle", split["inputs"][0]),
+            panel(f"answer (halting confidence {float(confidence[0]):.2f})", predictions[0]),
+        ]
 
-    def score(self, split: Split, predictions: torch.Tensor, confidence: torch.Tensor, out_dir: Path | None = None) -> dict[str, float]:
+    def score(
+        self, split: Split, predictions: torch.Tensor, confidence: torch.Tensor, out_dir: Path | None = None
+    ) -> dict[str, float]:
         """Task-specific metrics from every row's predicted tokens and halting confidence (e.g. ARC pass@k).
 
         Called when `scores_predictions` is True, after the usual token and exact accuracy; may
@@ -113,7 +122,11 @@ def to_split(arrays: dict[str, np.ndarray]) -> Split:
     inputs, labels = compact(arrays["inputs"], arrays["labels"])
     split = {"inputs": inputs, "labels": labels}
     ids = arrays.get("puzzle_ids")
-    split["puzzle_ids"] = torch.from_numpy(ids.astype(np.int64)) if ids is not None else torch.zeros(len(split["inputs"]), dtype=torch.long)
+    split["puzzle_ids"] = (
+        torch.from_numpy(ids.astype(np.int64))
+        if ids is not None
+        else torch.zeros(len(split["inputs"]), dtype=torch.long)
+    )
     if len(split["inputs"]) == 0:
         from latentreason.errors import ConfigError
 
@@ -136,7 +149,9 @@ def cache_root(cache_dir: str | Path | None = None) -> Path:
 _KEY_FIELD = "__cache_key__"  # stored beside the arrays: a file made for other settings is not taken for this one
 
 
-def cached(cache_dir: str | Path | None, key: dict, build: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+def cached(
+    cache_dir: str | Path | None, key: dict, build: Callable[[], dict[str, np.ndarray]]
+) -> dict[str, np.ndarray]:
     """Build a dataset once and keep it as an .npz named by a hash of everything it depends on.
 
     A cache file that does not read back whole (truncated, damaged, written for other settings)
@@ -154,7 +169,9 @@ def cached(cache_dir: str | Path | None, key: dict, build: Callable[[], dict[str
             return arrays
     arrays = build()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")  # one per process: ranks started by torchrun build side by side
+    tmp = path.with_name(
+        f"{path.stem}.{os.getpid()}.tmp.npz"
+    )  # one per process: ranks started by torchrun build side by side
     try:
         with open(tmp, "wb") as handle:
             np.savez(handle, **arrays, **{_KEY_FIELD: np.array(text)})
@@ -178,7 +195,9 @@ def _read_cache(path: Path, key_text: str) -> dict[str, np.ndarray] | None:
         return None
     stored = arrays.pop(_KEY_FIELD, None)
     if stored is None or str(stored) != key_text:
-        console.print(f"[yellow]Dataset cache {path} was made for other settings or by another version; rebuilding it.[/]")
+        console.print(
+            f"[yellow]Dataset cache {path} was made for other settings or by another version; rebuilding it.[/]"
+        )
         return None
     return arrays
 
@@ -206,6 +225,8 @@ def file_fingerprint(path: str | Path | None) -> list | None:
         return None
     p = Path(path).expanduser().resolve()
     if not p.exists():
-        raise FileNotFoundError(f"Dataset file {p} does not exist. Pass an existing file, e.g. task.train_file=/path/to/train.csv")
+        raise FileNotFoundError(
+            f"Dataset file {p} does not exist. Pass an existing file, e.g. task.train_file=/path/to/train.csv"
+        )
     stat = p.stat()
     return [str(p), stat.st_size, stat.st_mtime_ns]

@@ -15,7 +15,7 @@ import torch
 
 from latentreason import datasets
 from latentreason.console import progress
-from latentreason.errors import ConfigError
+from latentreason.errors import ConfigError, DatasetFormatError
 from latentreason.registry import register
 from latentreason.tasks import maze_data as md
 from latentreason.tasks.base import (
@@ -27,7 +27,6 @@ from latentreason.tasks.base import (
     to_split,
 )
 from latentreason.tasks.grids import dihedral
-from latentreason.errors import DatasetFormatError
 from latentreason.train.losses import check_loss
 
 
@@ -67,7 +66,9 @@ class Maze(Task):
             if size != 30:
                 raise ConfigError(f"task.dataset={dataset} holds 30x30 mazes: set task.size=30 (it is {size})")
         if min_path_length is not None and not 1 <= min_path_length < size * size:
-            raise ConfigError(f"task.min_path_length={min_path_length!r} should be between 1 and {size * size - 1} (null: {md.default_min_path(size)} for size {size})")
+            raise ConfigError(
+                f"task.min_path_length={min_path_length!r} should be between 1 and {size * size - 1} (null: {md.default_min_path(size)} for size {size})"
+            )
         if not 0.0 <= loop_fraction <= 1.0:
             raise ConfigError(f"task.loop_fraction={loop_fraction!r} should be between 0 and 1")
         check_loss(loss)
@@ -80,14 +81,20 @@ class Maze(Task):
         self._splits: dict[str, Split] | None = None
 
     def describe(self) -> str:
-        source = self.dataset or self.train_file or f"{self.train_mazes} generated mazes (shortest path >= {self.min_path_length} moves)"
+        source = (
+            self.dataset
+            or self.train_file
+            or f"{self.train_mazes} generated mazes (shortest path >= {self.min_path_length} moves)"
+        )
         return f"{self.size}x{self.size} Maze, {source}" + (" x 8 dihedral augmentations" if self.augment else "")
 
     # -- data -------------------------------------------------------------------------------
 
     def _generate(self, count: int, seed: int, augment: bool, what: str) -> dict[str, np.ndarray]:
         with progress(f"Generating {count} {what} mazes", count) as advance:
-            data = md.build_dataset(count, self.size, self.min_path_length, seed, augment, self.loop_fraction, progress=advance)
+            data = md.build_dataset(
+                count, self.size, self.min_path_length, seed, augment, self.loop_fraction, progress=advance
+            )
         return {"inputs": data["inputs"], "labels": data["labels"]}
 
     def _from_file(self, path: str, augment: bool, count: int | None = None, which: int = 0) -> dict[str, np.ndarray]:
@@ -109,19 +116,42 @@ class Maze(Task):
                 folder = datasets.locate(self.dataset, self.cache_dir)[1]
                 train_file, test_file = str(folder / "train.csv"), str(folder / "test.csv")
                 count = {"train": self.train_mazes, "test": self.test_mazes}
-            key = {"task": "maze", "size": self.size, "min_path": self.min_path_length, "loops": self.loop_fraction, "seed": self.seed, "version": 1}
+            key = {
+                "task": "maze",
+                "size": self.size,
+                "min_path": self.min_path_length,
+                "loops": self.loop_fraction,
+                "seed": self.seed,
+                "version": 1,
+            }
             if self.dataset:
                 key["dataset"] = True
-            train_key = {**key, "split": "train", "n": self.train_mazes, "augment": self.augment, "file": file_fingerprint(train_file)}
+            train_key = {
+                **key,
+                "split": "train",
+                "n": self.train_mazes,
+                "augment": self.augment,
+                "file": file_fingerprint(train_file),
+            }
             test_key = {**key, "split": "test", "n": self.test_mazes, "file": file_fingerprint(test_file)}
             if train_file:
-                train = cached(self.cache_dir, train_key, lambda: self._from_file(train_file, self.augment, count.get("train"), 0))
+                train = cached(
+                    self.cache_dir, train_key, lambda: self._from_file(train_file, self.augment, count.get("train"), 0)
+                )
             else:
-                train = cached(self.cache_dir, train_key, lambda: self._generate(self.train_mazes, self.seed, self.augment, "training"))
+                train = cached(
+                    self.cache_dir,
+                    train_key,
+                    lambda: self._generate(self.train_mazes, self.seed, self.augment, "training"),
+                )
             if test_file:
                 test = cached(self.cache_dir, test_key, lambda: self._from_file(test_file, False, count.get("test"), 1))
             else:
-                test = cached(self.cache_dir, test_key, lambda: self._generate(self.test_mazes, self.seed + 1_000_003, False, "held-out"))
+                test = cached(
+                    self.cache_dir,
+                    test_key,
+                    lambda: self._generate(self.test_mazes, self.seed + 1_000_003, False, "held-out"),
+                )
             test, _ = drop_seen(test, train)
             self._splits = {"train": to_split(train), "test": to_split(test)}
         return self._splits
@@ -137,7 +167,9 @@ class Maze(Task):
             text = path.read_text()
         flat = "".join(line for line in text.splitlines() if line.strip("\n")) if "\n" in text else text
         if len(flat) != self.size * self.size:
-            raise DatasetFormatError(f"the maze has {len(flat)} characters; a {self.size}x{self.size} maze needs {self.size * self.size} of {md.CHARS!r} (one line, or {self.size} rows in a file)")
+            raise DatasetFormatError(
+                f"the maze has {len(flat)} characters; a {self.size}x{self.size} maze needs {self.size * self.size} of {md.CHARS!r} (one line, or {self.size} rows in a file)"
+            )
         try:
             ids = md.encode_rows([flat])[0]
         except ValueError as error:
@@ -173,7 +205,9 @@ class Maze(Task):
 
         return Grid(np.asarray(tokens.cpu(), dtype=np.int64).reshape(self.size, self.size), "maze")
 
-    def score(self, split: Split, predictions: torch.Tensor, confidence: torch.Tensor, out_dir: Path | None = None) -> dict[str, float]:
+    def score(
+        self, split: Split, predictions: torch.Tensor, confidence: torch.Tensor, out_dir: Path | None = None
+    ) -> dict[str, float]:
         """valid_path: the share of predictions that are a shortest S-G path, the labelled one or another."""
         questions, predicted = split["inputs"][: len(predictions)].numpy(), predictions.cpu().numpy()
         valid = [md.is_shortest_path(q, p) for q, p in zip(questions, predicted)]

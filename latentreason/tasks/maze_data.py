@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from latentreason.tasks.grids import dihedral
 from latentreason.errors import DatasetFormatError
+from latentreason.tasks.grids import dihedral
 
 CHARS = "# SGo"
 PAD, WALL, OPEN, START, GOAL, PATH = 0, 1, 2, 3, 4, 5
@@ -106,7 +106,10 @@ def _bfs(open_mask: np.ndarray, source: tuple[int, int], cap: int = 2) -> tuple[
         r, c = divmod(cell, width)
         step = dist[cell] + 1
         for nxt, inside in (
-            (cell - width, r > 0), (cell + width, r < height - 1), (cell - 1, c > 0), (cell + 1, c < width - 1)
+            (cell - width, r > 0),
+            (cell + width, r < height - 1),
+            (cell - 1, c > 0),
+            (cell + 1, c < width - 1),
         ):
             if not (inside and free[nxt]):
                 continue
@@ -171,8 +174,11 @@ def generate_maze(size: int, rng: np.random.Generator, loop_fraction: float = DE
     stack = [start]
     while stack:
         i, j = stack[-1]
-        options = [(a, b) for a, b in ((i - 1, j), (i + 1, j), (i, j - 1), (i, j + 1))
-                   if 0 <= a < n and 0 <= b < n and not visited[a, b]]
+        options = [
+            (a, b)
+            for a, b in ((i - 1, j), (i + 1, j), (i, j - 1), (i, j + 1))
+            if 0 <= a < n and 0 <= b < n and not visited[a, b]
+        ]
         if not options:
             stack.pop()
             continue

@@ -44,20 +44,36 @@ class Sudoku(Task):
         loss: str = "stablemax",
     ):
         if box not in sd.SUPPORTED_BOXES:
-            raise ConfigError(f"task.box={box!r} is not supported; use one of {', '.join(map(str, sd.SUPPORTED_BOXES))} (3: 9x9 Sudoku, 2: 4x4)")
+            raise ConfigError(
+                f"task.box={box!r} is not supported; use one of {', '.join(map(str, sd.SUPPORTED_BOXES))} (3: 9x9 Sudoku, 2: 4x4)"
+            )
         check_loss(loss)
         self._check_dataset(dataset, box, train_file, test_file, min_difficulty)
-        for key, value in (("train_puzzles", train_puzzles), ("test_puzzles", test_puzzles), ("augmentations", augmentations)):
+        for key, value in (
+            ("train_puzzles", train_puzzles),
+            ("test_puzzles", test_puzzles),
+            ("augmentations", augmentations),
+        ):
             if value is None and dataset and key != "augmentations":
                 continue  # all of the dataset's puzzles
             if not isinstance(value, int) or value < 0:
-                raise ConfigError(f"task.{key}={value} should be 0 or more" + (" (null, all puzzles, only with task.dataset)" if value is None else ""))
-        for key, count, file, name in (("train_puzzles", train_puzzles, train_file, "train_file"), ("test_puzzles", test_puzzles, test_file, "test_file")):
+                raise ConfigError(
+                    f"task.{key}={value} should be 0 or more"
+                    + (" (null, all puzzles, only with task.dataset)" if value is None else "")
+                )
+        for key, count, file, name in (
+            ("train_puzzles", train_puzzles, train_file, "train_file"),
+            ("test_puzzles", test_puzzles, test_file, "test_file"),
+        ):
             if count == 0 and not file:
-                raise ConfigError(f"task.{key}=0 leaves the {'training' if key == 'train_puzzles' else 'held-out'} split empty; set it to 1 or more, or give task.{name}")
+                raise ConfigError(
+                    f"task.{key}=0 leaves the {'training' if key == 'train_puzzles' else 'held-out'} split empty; set it to 1 or more, or give task.{name}"
+                )
         self.box, self.n = box, sd.grid_size(box)
         if not 0 <= min_givens <= max_givens <= self.n * self.n:
-            raise ConfigError(f"task.min_givens/max_givens must satisfy 0 <= min <= max <= {self.n * self.n}, got {min_givens}, {max_givens}")
+            raise ConfigError(
+                f"task.min_givens/max_givens must satisfy 0 <= min <= max <= {self.n * self.n}, got {min_givens}, {max_givens}"
+            )
         self.vocab_size, self.seq_len = sd.vocab_size(box), self.n * self.n
         self.train_puzzles, self.augmentations, self.test_puzzles = train_puzzles, augmentations, test_puzzles
         self.min_givens, self.max_givens = min_givens, max_givens
@@ -70,7 +86,9 @@ class Sudoku(Task):
     def _check_dataset(dataset, box, train_file, test_file, min_difficulty) -> None:
         if dataset is None:
             if min_difficulty is not None and not (train_file or test_file):
-                raise ConfigError("task.min_difficulty keeps puzzles by the rating column of Sudoku-Extreme: use it with task.dataset=sudoku-extreme or CSV files (generated puzzles have no such rating)")
+                raise ConfigError(
+                    "task.min_difficulty keeps puzzles by the rating column of Sudoku-Extreme: use it with task.dataset=sudoku-extreme or CSV files (generated puzzles have no such rating)"
+                )
             return
         if train_file or test_file:
             raise ConfigError("Give task.dataset or task.train_file/test_file, not both")
@@ -84,22 +102,30 @@ class Sudoku(Task):
             count = "all" if self.train_puzzles is None else f"{self.train_puzzles:,}"
             hardness = f" rated {self.min_difficulty}+" if self.min_difficulty is not None else ""
             return f"9x9 Sudoku, {count} training puzzles{hardness} of {self.dataset} x {1 + self.augmentations} augmentations"
-        source = self.train_file or f"{self.train_puzzles} generated puzzles ({self.min_givens}-{self.max_givens} givens)"
+        source = (
+            self.train_file or f"{self.train_puzzles} generated puzzles ({self.min_givens}-{self.max_givens} givens)"
+        )
         return f"{self.n}x{self.n} Sudoku, {source} x {1 + self.augmentations} augmentations"
 
     # -- data -------------------------------------------------------------------------------
 
     def _generate(self, count: int, augmentations: int, seed: int, what: str) -> dict[str, np.ndarray]:
         with progress(f"Generating {count} {what} puzzles", count) as advance:
-            return sd.build_dataset(count, augmentations, seed, self.box, self.min_givens, self.max_givens, progress=advance)
+            return sd.build_dataset(
+                count, augmentations, seed, self.box, self.min_givens, self.max_givens, progress=advance
+            )
 
-    def _from_file(self, path: str, augmentations: int, seed: int, count: int | None = None, which: int = 0) -> dict[str, np.ndarray]:
+    def _from_file(
+        self, path: str, augmentations: int, seed: int, count: int | None = None, which: int = 0
+    ) -> dict[str, np.ndarray]:
         """Puzzles of a file, kept by task.min_difficulty; `count` of them drawn with the seed (None: all)."""
         puzzles, solutions, ratings = sd.load_sudoku_file(path, self.box)
         if self.min_difficulty is not None:
             keep = ratings >= self.min_difficulty
             if not keep.any():
-                raise ConfigError(f"No puzzle of {path} is rated task.min_difficulty={self.min_difficulty} or more (the highest is {int(ratings.max(initial=0))}); lower it")
+                raise ConfigError(
+                    f"No puzzle of {path} is rated task.min_difficulty={self.min_difficulty} or more (the highest is {int(ratings.max(initial=0))}); lower it"
+                )
             puzzles, solutions, ratings = puzzles[keep], solutions[keep], ratings[keep]
         if count is not None and count < len(puzzles):  # the reference's --subsample-size, here seeded
             chosen = np.sort(np.random.default_rng([seed, which]).choice(len(puzzles), count, replace=False))
@@ -116,26 +142,56 @@ class Sudoku(Task):
     def splits(self) -> dict[str, Split]:
         if self._splits is None:
             train_file, test_file = self._files()
-            key = {"task": "sudoku", "box": self.box, "givens": [self.min_givens, self.max_givens], "seed": self.seed, "version": 1}
+            key = {
+                "task": "sudoku",
+                "box": self.box,
+                "givens": [self.min_givens, self.max_givens],
+                "seed": self.seed,
+                "version": 1,
+            }
             if self.dataset or self.min_difficulty is not None:
                 key.update(dataset=bool(self.dataset), min_difficulty=self.min_difficulty)
-            train_key = {**key, "split": "train", "n": self.train_puzzles, "aug": self.augmentations, "file": file_fingerprint(train_file)}
+            train_key = {
+                **key,
+                "split": "train",
+                "n": self.train_puzzles,
+                "aug": self.augmentations,
+                "file": file_fingerprint(train_file),
+            }
             test_key = {**key, "split": "test", "n": self.test_puzzles, "file": file_fingerprint(test_file)}
             if self.dataset:  # Sudoku-Extreme: a seeded subsample of each file (the reference's build)
-                train = cached(self.cache_dir, train_key, lambda: self._from_file(train_file, self.augmentations, self.seed, self.train_puzzles, 0))
-                test = cached(self.cache_dir, test_key, lambda: self._from_file(test_file, 0, self.seed, self.test_puzzles, 1))
+                train = cached(
+                    self.cache_dir,
+                    train_key,
+                    lambda: self._from_file(train_file, self.augmentations, self.seed, self.train_puzzles, 0),
+                )
+                test = cached(
+                    self.cache_dir, test_key, lambda: self._from_file(test_file, 0, self.seed, self.test_puzzles, 1)
+                )
             else:
                 if train_file:
-                    train = cached(self.cache_dir, train_key, lambda: self._from_file(train_file, self.augmentations, self.seed))
+                    train = cached(
+                        self.cache_dir, train_key, lambda: self._from_file(train_file, self.augmentations, self.seed)
+                    )
                 else:
-                    train = cached(self.cache_dir, train_key, lambda: self._generate(self.train_puzzles, self.augmentations, self.seed, "training"))
+                    train = cached(
+                        self.cache_dir,
+                        train_key,
+                        lambda: self._generate(self.train_puzzles, self.augmentations, self.seed, "training"),
+                    )
                 if test_file:
                     test = cached(self.cache_dir, test_key, lambda: self._from_file(test_file, 0, self.seed))
                 else:  # a different seed, so held-out puzzles are (with overwhelming probability) unseen
-                    test = cached(self.cache_dir, test_key, lambda: self._generate(self.test_puzzles, 0, self.seed + 1_000_003, "held-out"))
+                    test = cached(
+                        self.cache_dir,
+                        test_key,
+                        lambda: self._generate(self.test_puzzles, 0, self.seed + 1_000_003, "held-out"),
+                    )
             test, dropped = drop_seen(test, train)
             if dropped:
-                console.print(f"Dropped {dropped} held-out puzzles that also occur in the training set; {len(test['inputs'])} remain.")
+                console.print(
+                    f"Dropped {dropped} held-out puzzles that also occur in the training set; {len(test['inputs'])} remain."
+                )
             self._splits = {"train": to_split(train), "test": to_split(test)}
         return self._splits
 

@@ -125,7 +125,7 @@ def is_consistent(puzzle: np.ndarray, solution: np.ndarray) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _unit_layout(box: int) -> tuple[tuple[tuple[int, int, int], ...], tuple[tuple[int, ...], ...]]:
     """Which units each cell belongs to, and which cells each unit holds.
 
@@ -136,9 +136,7 @@ def _unit_layout(box: int) -> tuple[tuple[tuple[int, int, int], ...], tuple[tupl
     for cell in range(n * n):
         row, col = divmod(cell, n)
         units_of_cell.append((row, n + col, 2 * n + row // box * box + col // box))
-    cells_of_unit = tuple(
-        tuple(cell for cell in range(n * n) if unit in units_of_cell[cell]) for unit in range(3 * n)
-    )
+    cells_of_unit = tuple(tuple(cell for cell in range(n * n) if unit in units_of_cell[cell]) for unit in range(3 * n))
     return tuple(units_of_cell), cells_of_unit
 
 

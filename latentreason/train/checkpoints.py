@@ -111,7 +111,11 @@ def read_checkpoint(path: str | Path, option: str = "ckpt") -> dict:
     path = Path(path)
     if not path.is_file():
         others = run_checkpoints(path) if path.parent.is_dir() else []
-        hint = f" Checkpoints of that run: {', '.join(str(p) for p in others)}." if others else " Runs write theirs to runs/<run>/checkpoints/last.ckpt and runs/<run>/final.ckpt."
+        hint = (
+            f" Checkpoints of that run: {', '.join(str(p) for p in others)}."
+            if others
+            else " Runs write theirs to runs/<run>/checkpoints/last.ckpt and runs/<run>/final.ckpt."
+        )
         raise FileNotFoundError(f"Checkpoint {path} does not exist.{hint}")
     checkpoint, problem = _problem(path)
     if problem is None:
@@ -132,7 +136,13 @@ def rng_state() -> dict[str, Any]:
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     state = {
         "torch": torch.get_rng_state(),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
         "python": random.getstate(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -143,7 +153,9 @@ def rng_state() -> dict[str, Any]:
 def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    np.random.set_state(
+        (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():

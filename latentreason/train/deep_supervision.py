@@ -27,7 +27,7 @@ class Carry:
     data: Batch  # each row's current example (inputs, labels, puzzle_ids)
 
     @classmethod
-    def start(cls, model: ReasoningModel, batch: Batch) -> "Carry":
+    def start(cls, model: ReasoningModel, batch: Batch) -> Carry:
         """A carry whose rows have all halted, so the first step loads fresh examples everywhere."""
         size, device = batch["inputs"].shape[0], batch["inputs"].device
         return cls(
@@ -41,9 +41,14 @@ class Carry:
         return {"state": self.state, "steps": self.steps, "halted": self.halted, "data": self.data}
 
     @classmethod
-    def from_state_dict(cls, d: dict, device) -> "Carry":
+    def from_state_dict(cls, d: dict, device) -> Carry:
         move = lambda t: t.to(device)  # noqa: E731
-        return cls({k: move(v) for k, v in d["state"].items()}, move(d["steps"]), move(d["halted"]), {k: move(v) for k, v in d["data"].items()})
+        return cls(
+            {k: move(v) for k, v in d["state"].items()},
+            move(d["steps"]),
+            move(d["halted"]),
+            {k: move(v) for k, v in d["data"].items()},
+        )
 
 
 def per_row_results(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 from timm.utils import ModelEmaV3
@@ -34,7 +34,9 @@ def load_ema_parameters(ema: ModelEmaV3, params: dict[str, torch.Tensor]) -> Non
     own = dict(ema.module.named_parameters())
     missing = sorted(set(own) - set(params))
     if missing:
-        raise KeyError(f"The checkpoint's EMA weights lack {len(missing)} parameter(s) of this model, e.g. {missing[0]!r}; was it saved by a different model configuration?")
+        raise KeyError(
+            f"The checkpoint's EMA weights lack {len(missing)} parameter(s) of this model, e.g. {missing[0]!r}; was it saved by a different model configuration?"
+        )
     for name, p in own.items():
         p.copy_(params[name])
 

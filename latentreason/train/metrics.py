@@ -34,7 +34,9 @@ class ReasoningMetrics(Metric):
             "token_accuracy": self.token_accuracy / n,
             "exact_accuracy": self.exact_accuracy / n,
             # NaN when the halting policy has no q_halt head (e.g. `fixed`): there is nothing to be right about
-            "q_halt_accuracy": self.q_halt_accuracy / self.q_halt_count if self.q_halt_count > 0 else torch.tensor(float("nan"), dtype=torch.float64),
+            "q_halt_accuracy": self.q_halt_accuracy / self.q_halt_count
+            if self.q_halt_count > 0
+            else torch.tensor(float("nan"), dtype=torch.float64),
             "steps": self.steps / n,
             "count": self.count,
         }

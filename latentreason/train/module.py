@@ -48,7 +48,9 @@ class ExampleStream:
 
     def __init__(self, data: Split, global_batch: int, seed: int, rank: int = 0, world_size: int = 1):
         if global_batch % world_size:
-            raise ValueError(f"trainer.global_batch_size {global_batch} must be divisible by the number of processes {world_size}")
+            raise ValueError(
+                f"trainer.global_batch_size {global_batch} must be divisible by the number of processes {world_size}"
+            )
         self.data = {k: data[k] for k in EXAMPLE_KEYS}  # a split may hold more (e.g. ARC's names), a batch only these
         self.global_batch, self.seed = global_batch, seed
         self.rank, self.local_batch = rank, global_batch // world_size
@@ -90,20 +92,32 @@ class StepCounter(torch.utils.data.IterableDataset):
 
 
 class LatentReasoningModule(L.LightningModule):
-    def __init__(self, config: dict[str, Any], vocab_size: int, seq_len: int, num_puzzle_ids: int, loss: str, position_groups: list | None = None):
+    def __init__(
+        self,
+        config: dict[str, Any],
+        vocab_size: int,
+        seq_len: int,
+        num_puzzle_ids: int,
+        loss: str,
+        position_groups: list | None = None,
+    ):
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.config = OmegaConf.create(config)
         groups = torch.tensor(position_groups) if position_groups is not None else None
-        self.model = build_model(self.config, vocab_size, seq_len, num_puzzle_ids, bool(self.config.trainer.compile), groups)
+        self.model = build_model(
+            self.config, vocab_size, seq_len, num_puzzle_ids, bool(self.config.trainer.compile), groups
+        )
         check_loss(loss)
         self.loss_kind = loss
         self.train_metrics, self.eval_metrics = ReasoningMetrics(), ReasoningMetrics()
         # Plain attributes, not buffers: DDP would overwrite each rank's carry with rank 0's.
         self.carry: Carry | None = None
         self.splits: dict[str, Split] | None = None
-        self.puzzle_names: list[str] | None = None  # the identifier of each puzzle-embedding row, when the task names them
+        self.puzzle_names: list[str] | None = (
+            None  # the identifier of each puzzle-embedding row, when the task names them
+        )
         self.collect_predictions = False  # keep the test split's predictions for the task's own scoring (ARC voting)
         self.test_predictions: dict[str, torch.Tensor] | None = None
         self._collected: list[tuple[torch.Tensor, ...]] = []
@@ -129,7 +143,13 @@ class LatentReasoningModule(L.LightningModule):
     def setup(self, stage: str) -> None:
         trainer = self.trainer
         seed = int(self.config.seed)
-        self.stream = ExampleStream(self.splits["train"], int(self.config.trainer.global_batch_size), seed, trainer.global_rank, trainer.world_size)
+        self.stream = ExampleStream(
+            self.splits["train"],
+            int(self.config.trainer.global_batch_size),
+            seed,
+            trainer.global_rank,
+            trainer.world_size,
+        )
 
     def train_dataloader(self):
         return torch.utils.data.DataLoader(StepCounter(int(self.config.trainer.max_steps)), batch_size=None)
@@ -141,9 +161,13 @@ class LatentReasoningModule(L.LightningModule):
         # example counts once); the metrics are summed over processes when they are computed.
         rank, world = self._rank_and_world()
         rows = torch.arange(count)
-        dataset = torch.utils.data.TensorDataset(*(t[:count][rank::world] for t in (test["inputs"], test["labels"], test["puzzle_ids"], rows)))
+        dataset = torch.utils.data.TensorDataset(
+            *(t[:count][rank::world] for t in (test["inputs"], test["labels"], test["puzzle_ids"], rows))
+        )
         # A generator of its own: creating the loader's iterator must not draw from the global random state.
-        return torch.utils.data.DataLoader(dataset, batch_size=int(self.config.trainer.eval_batch_size), generator=torch.Generator())
+        return torch.utils.data.DataLoader(
+            dataset, batch_size=int(self.config.trainer.eval_batch_size), generator=torch.Generator()
+        )
 
     def val_dataloader(self):
         return self._eval_loader(int(self.config.trainer.eval_size))
@@ -156,10 +180,23 @@ class LatentReasoningModule(L.LightningModule):
     def configure_optimizers(self):
         o = self.config.optim
         try:  # optimizers check their settings with ValueError (torch's own do too): report them as config errors
-            optimizer = build_optimizer(o.name, [p for p in self.model.parameters() if p.requires_grad], lr=o.lr, weight_decay=o.weight_decay, betas=tuple(o.betas))
+            optimizer = build_optimizer(
+                o.name,
+                [p for p in self.model.parameters() if p.requires_grad],
+                lr=o.lr,
+                weight_decay=o.weight_decay,
+                betas=tuple(o.betas),
+            )
         except ValueError as error:
-            raise ConfigError(f"optim (name={o.name}, lr={o.lr}, weight_decay={o.weight_decay}, betas={list(o.betas)}): {error}") from None
-        scheduler = make_scheduler(optimizer, warmup_steps=o.warmup_steps, total_steps=int(self.config.trainer.max_steps), min_ratio=o.min_lr_ratio)
+            raise ConfigError(
+                f"optim (name={o.name}, lr={o.lr}, weight_decay={o.weight_decay}, betas={list(o.betas)}): {error}"
+            ) from None
+        scheduler = make_scheduler(
+            optimizer,
+            warmup_steps=o.warmup_steps,
+            total_steps=int(self.config.trainer.max_steps),
+            min_ratio=o.min_lr_ratio,
+        )
         return [optimizer], [scheduler]
 
     def on_train_batch_start(self, batch, batch_idx) -> None:
@@ -184,10 +221,14 @@ class LatentReasoningModule(L.LightningModule):
             self.carry, loss, terms, results = train_segment(self.model, self.carry, batch, self.loss_kind)
         if not torch.isfinite(loss):
             bad = [k for k, v in terms.items() if not torch.isfinite(v)]
-            raise FloatingPointError(f"The loss became {loss.item()} at step {self.global_step} (term(s): {', '.join(bad)}); training stopped. Lower optim.lr or check the data.")
+            raise FloatingPointError(
+                f"The loss became {loss.item()} at step {self.global_step} (term(s): {', '.join(bad)}); training stopped. Lower optim.lr or check the data."
+            )
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss / self.stream.local_batch)
-        lr = scheduler.get_last_lr()[0]  # this step's rate, for every optimizer (as HRM): read before the schedule moves on
+        lr = scheduler.get_last_lr()[
+            0
+        ]  # this step's rate, for every optimizer (as HRM): read before the schedule moves on
         optimizer.step()
         scheduler.step()
         if self.model.puzzle is not None:
@@ -199,14 +240,25 @@ class LatentReasoningModule(L.LightningModule):
         self.train_metrics.update(results, rows=results["halted"])
         batch_size = self.stream.local_batch
         sync = self.trainer.world_size > 1  # log the mean over processes, i.e. over the global batch
-        self.log_dict({f"train/{k}": v.detach() / batch_size for k, v in terms.items()}, prog_bar=False, batch_size=batch_size, sync_dist=sync)
+        self.log_dict(
+            {f"train/{k}": v.detach() / batch_size for k, v in terms.items()},
+            prog_bar=False,
+            batch_size=batch_size,
+            sync_dist=sync,
+        )
         self.log("train/loss", loss.detach() / batch_size, prog_bar=True, batch_size=batch_size, sync_dist=sync)
         self.log("lr", lr, prog_bar=False, batch_size=batch_size)
-        if (self.global_step % int(self.config.trainer.log_every) == 0) or self.global_step == int(self.config.trainer.max_steps):
+        if (self.global_step % int(self.config.trainer.log_every) == 0) or self.global_step == int(
+            self.config.trainer.max_steps
+        ):
             computed = self.train_metrics.compute()
             self.train_metrics.reset()
             if computed["count"] > 0:
-                self.log_dict({f"train/{k}": v.float() for k, v in computed.items() if k != "count"}, prog_bar=False, batch_size=batch_size)
+                self.log_dict(
+                    {f"train/{k}": v.float() for k, v in computed.items() if k != "count"},
+                    prog_bar=False,
+                    batch_size=batch_size,
+                )
                 self.log("train/exact", computed["exact_accuracy"].float(), prog_bar=True, batch_size=batch_size)
 
     # -- evaluation ------------------------------------------------------------------------------
@@ -223,7 +275,11 @@ class LatentReasoningModule(L.LightningModule):
 
     def eval_weights(self):
         """A context in which self.model holds the weights evaluation uses: the EMA's when trainer.ema is on."""
-        return parameters_swapped(self.model, ema_parameters(self._ema_on_device())) if self.ema is not None else nullcontext(self.model)
+        return (
+            parameters_swapped(self.model, ema_parameters(self._ema_on_device()))
+            if self.ema is not None
+            else nullcontext(self.model)
+        )
 
     def _evaluate(self, batch, prefix: str):
         inputs, labels, puzzle_ids, *rows = batch  # rows: the examples' indices in the split (from _eval_loader)
@@ -264,7 +320,10 @@ class LatentReasoningModule(L.LightningModule):
                 parts = [part for rank_parts in gathered for part in rank_parts]
             rows, predictions, confidences = (torch.cat(column) for column in zip(*parts))
             order = rows.argsort()
-            self.test_predictions = {"predictions": predictions[order], "confidence": confidences[order]}  # in the split's row order
+            self.test_predictions = {
+                "predictions": predictions[order],
+                "confidence": confidences[order],
+            }  # in the split's row order
             self._collected = []
 
     # -- checkpoints -----------------------------------------------------------------------------
@@ -288,8 +347,15 @@ class LatentReasoningModule(L.LightningModule):
         # Called on every process (Lightning dumps the checkpoint everywhere, rank 0 writes it), so
         # the carries of all processes are gathered into the global batch's rows, in rank order.
         if self.carry is not None:
-            carry = {k: v.cpu() if torch.is_tensor(v) else {n: t.cpu() for n, t in v.items()} for k, v in self._gather(self.carry.state_dict()).items()}
-            checkpoint["carry"] = {"world_size": self._rank_and_world()[1], "global_batch": int(self.config.trainer.global_batch_size), **carry}
+            carry = {
+                k: v.cpu() if torch.is_tensor(v) else {n: t.cpu() for n, t in v.items()}
+                for k, v in self._gather(self.carry.state_dict()).items()
+            }
+            checkpoint["carry"] = {
+                "world_size": self._rank_and_world()[1],
+                "global_batch": int(self.config.trainer.global_batch_size),
+                **carry,
+            }
         metrics = {name: getattr(self.train_metrics, name) for name in self.train_metrics._defaults}
         checkpoint["train_metrics"] = {k: v.cpu() for k, v in self._gather(metrics).items()}  # (world_size,) each
         checkpoint["puzzle_names"] = self.puzzle_names
@@ -311,21 +377,34 @@ class LatentReasoningModule(L.LightningModule):
             if saved_batch == global_batch:  # the global batch's rows, in rank order: take this process's slice
                 local = global_batch // world
                 rows = slice(rank * local, (rank + 1) * local)
-                self.carry = Carry.from_state_dict({k: v[rows] if torch.is_tensor(v) else {n: t[rows] for n, t in v.items()} for k, v in saved.items() if k in ("state", "steps", "halted", "data")}, "cpu")
+                self.carry = Carry.from_state_dict(
+                    {
+                        k: v[rows] if torch.is_tensor(v) else {n: t[rows] for n, t in v.items()}
+                        for k, v in saved.items()
+                        if k in ("state", "steps", "halted", "data")
+                    },
+                    "cpu",
+                )
             else:
-                rank_zero_warn(f"The checkpoint's carry holds {saved_batch or 'one process of'} rows, this run's global batch has {global_batch}: every row starts a fresh example.")
+                rank_zero_warn(
+                    f"The checkpoint's carry holds {saved_batch or 'one process of'} rows, this run's global batch has {global_batch}: every row starts a fresh example."
+                )
             if message and self.carry is not None:  # its rows' puzzle ids index the old table: start them afresh
                 self.carry.halted[:] = True
         metrics = checkpoint.get("train_metrics")
         if metrics is not None and metrics["count"].numel() == world:
             for name, value in metrics.items():
-                setattr(self.train_metrics, name, value.view(-1)[rank].clone().to(getattr(self.train_metrics, name).device))
+                setattr(
+                    self.train_metrics, name, value.view(-1)[rank].clone().to(getattr(self.train_metrics, name).device)
+                )
         if checkpoint.get("rng") is not None:
             self._saved_rng = checkpoint["rng"]
         if self.ema is not None:
             averaged = checkpoint.get("ema")
             if averaged is None:  # resuming a run without EMA with it on: start the average from its weights
-                averaged = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+                averaged = {
+                    k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")
+                }
             load_ema_parameters(self.ema, averaged)
 
     def on_train_start(self) -> None:

@@ -107,31 +107,45 @@ def check_resume(path: str, config: DictConfig, module: LatentReasoningModule) -
     """Check that `path` loads and fits this run's model before Lightning reads it; returns its step."""
     checkpoint = read_checkpoint(path, option="resume")
     if "optimizer_states" not in checkpoint or "loops" not in checkpoint:
-        raise ConfigError(f"Checkpoint {path} holds weights only (no optimizer or loop state), so training cannot resume from it.")
+        raise ConfigError(
+            f"Checkpoint {path} holds weights only (no optimizer or loop state), so training cannot resume from it."
+        )
     # a different number of puzzle identifiers is adapted on load (fit_puzzle_table)
     mismatched = mismatched_weights(module.state_dict(), checkpoint["state_dict"], adaptable={"model.puzzle.table"})
     if mismatched:
-        diffs = _config_differences(checkpoint["hyper_parameters"]["config"], OmegaConf.to_container(config, resolve=True))
+        diffs = _config_differences(
+            checkpoint["hyper_parameters"]["config"], OmegaConf.to_container(config, resolve=True)
+        )
         what = f"settings that differ: {', '.join(diffs[:6])}" if diffs else f"{mismatched[0]!r} does not match"
-        raise ConfigError(f"Checkpoint {path} was saved by a different model ({what}); resume it with the settings it was trained with.")
+        raise ConfigError(
+            f"Checkpoint {path} was saved by a different model ({what}); resume it with the settings it was trained with."
+        )
     return int(checkpoint["global_step"])  # present: Lightning writes it with the loop state
 
 
 def launched_externally() -> bool:
     """True in one of several processes started by torchrun or by srun (rather than by Lightning's launcher)."""
-    return "TORCHELASTIC_RUN_ID" in os.environ or int(os.environ.get("SLURM_STEP_NUM_TASKS", "1") or 1) > 1  # set by srun
+    return (
+        "TORCHELASTIC_RUN_ID" in os.environ or int(os.environ.get("SLURM_STEP_NUM_TASKS", "1") or 1) > 1
+    )  # set by srun
 
 
 def out_of_memory(error: BaseException) -> bool:
     text = str(error).lower()
-    return isinstance(error, torch.OutOfMemoryError) or (isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text))
+    return isinstance(error, torch.OutOfMemoryError) or (
+        isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+    )
 
 
 def make_module(config: DictConfig, task: Task, num_puzzle_ids: int | None = None) -> LatentReasoningModule:
     """The module for `task`; `num_puzzle_ids` overrides the task's count (to load a checkpoint without building its data)."""
     groups = task.position_groups()
     module = LatentReasoningModule(
-        OmegaConf.to_container(config, resolve=True), task.vocab_size, task.seq_len, num_puzzle_ids or task.num_puzzle_ids, task.loss,
+        OmegaConf.to_container(config, resolve=True),
+        task.vocab_size,
+        task.seq_len,
+        num_puzzle_ids or task.num_puzzle_ids,
+        task.loss,
         groups.tolist() if groups is not None else None,
     )
     if num_puzzle_ids is None:
@@ -147,10 +161,14 @@ def init_weights(module: LatentReasoningModule, path: str) -> str:
     saved = checkpoint["state_dict"]
     mismatched = mismatched_weights(module.state_dict(), saved)
     if mismatched:
-        raise ConfigError(f"init_from={path}: the checkpoint's model differs from this one ({mismatched[0]!r}); use a checkpoint of the same core, sizes and task vocabulary.")
+        raise ConfigError(
+            f"init_from={path}: the checkpoint's model differs from this one ({mismatched[0]!r}); use a checkpoint of the same core, sizes and task vocabulary."
+        )
     module.load_state_dict(saved)
     if module.ema is not None:  # the average starts from the loaded weights, not from the random ones
-        load_ema_parameters(module.ema, {k.removeprefix("model."): v for k, v in saved.items() if k.startswith("model.")})
+        load_ema_parameters(
+            module.ema, {k.removeprefix("model."): v for k, v in saved.items() if k.startswith("model.")}
+        )
     return f"Started from the weights of {path}." + (f" {message}" if message else "")
 
 
@@ -192,8 +210,14 @@ def prepare_process(config: DictConfig) -> None:
 def make_run_dir(config: DictConfig, recipe: str | None) -> tuple[Path, str]:
     """The run folder (named by run_name, or by recipe, preset and time), with the config saved in it."""
     if not config.run_name and not os.environ.get(RUN_NAME_ENV) and launched_externally():
-        raise ConfigError("Started by torchrun or srun, every process names the run folder itself: pass run_name=NAME so that all write to the same one.")
-    run_name = config.run_name or os.environ.get(RUN_NAME_ENV) or f"{recipe or 'run'}-{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+        raise ConfigError(
+            "Started by torchrun or srun, every process names the run folder itself: pass run_name=NAME so that all write to the same one."
+        )
+    run_name = (
+        config.run_name
+        or os.environ.get(RUN_NAME_ENV)
+        or f"{recipe or 'run'}-{config.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    )
     run_dir = Path(config.output_dir) / run_name
     resume = config.get("resume")
     if resume:  # continuing in the same folder: its checkpoints are expected there
@@ -232,8 +256,15 @@ def periodic_checkpoints(config: DictConfig, run_dir: Path) -> ModelCheckpoint:
     trainer.keep_checkpoints are kept, so that a good one is left if the newest is damaged."""
     t = config.trainer
     return ModelCheckpoint(
-        dirpath=run_dir / "checkpoints", filename="step-{step:06d}", auto_insert_metric_name=False, monitor="step", mode="max",
-        save_top_k=int(t.get("keep_checkpoints", 2)), save_last=True, every_n_train_steps=int(t.checkpoint_every), enable_version_counter=False,
+        dirpath=run_dir / "checkpoints",
+        filename="step-{step:06d}",
+        auto_insert_metric_name=False,
+        monitor="step",
+        mode="max",
+        save_top_k=int(t.get("keep_checkpoints", 2)),
+        save_last=True,
+        every_n_train_steps=int(t.checkpoint_every),
+        enable_version_counter=False,
     )
 
 
@@ -250,7 +281,9 @@ def build_callbacks(config: DictConfig, run_dir: Path, checkpoints: ModelCheckpo
         try:
             callback = instantiate(node)
         except Exception as error:  # noqa: BLE001 - Hydra wraps import and constructor errors alike
-            raise ConfigError(f"trainer.callbacks: cannot build {OmegaConf.to_container(node)} ({(str(error).splitlines() or [''])[0]}).") from None
+            raise ConfigError(
+                f"trainer.callbacks: cannot build {OmegaConf.to_container(node)} ({(str(error).splitlines() or [''])[0]})."
+            ) from None
         if not isinstance(callback, Callback):
             raise ConfigError(f"trainer.callbacks: {node.get('_target_')} is not a Lightning Callback.")
         callbacks.append(callback)
@@ -278,7 +311,11 @@ def fit_and_test(config, trainer, module, resume, run_name, checkpoints, preempt
         raise preemption.stopped() from None
     except FloatingPointError as error:
         last = checkpoints.last_model_path
-        kept = f"The last checkpoint, {last} (step {saved_step(last)}), was written before it and is kept." if last else "No checkpoint was written before it."
+        kept = (
+            f"The last checkpoint, {last} (step {saved_step(last)}), was written before it and is kept."
+            if last
+            else "No checkpoint was written before it."
+        )
         raise FloatingPointError(f"{error} {kept}") from None
     except RuntimeError as error:  # torch.OutOfMemoryError is a RuntimeError
         if not out_of_memory(error):
@@ -317,7 +354,10 @@ def report(config, task, splits, module, trainer, results, train_seconds, final,
 
 
 def format_scores(scores: dict[str, float]) -> str:
-    return ", ".join(f"{k} {v:.1%}" if 0 <= v <= 1 and not k.startswith(("scored", "count")) else f"{k} {v:g}" for k, v in scores.items())
+    return ", ".join(
+        f"{k} {v:.1%}" if 0 <= v <= 1 and not k.startswith(("scored", "count")) else f"{k} {v:g}"
+        for k, v in scores.items()
+    )
 
 
 def make_trainer(config: DictConfig, callbacks: list[Callback], loggers: list, run_dir: Path) -> L.Trainer:

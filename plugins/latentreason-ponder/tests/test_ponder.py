@@ -15,14 +15,23 @@ try:
 except ImportError:  # pragma: no cover - depends on the environment
     if os.environ.get("CI"):
         raise
-    pytest.skip("latentreason-ponder is not installed: pip install ./plugins/latentreason-ponder", allow_module_level=True)
+    pytest.skip(
+        "latentreason-ponder is not installed: pip install ./plugins/latentreason-ponder", allow_module_level=True
+    )
 
 import latentreason
 from latentreason.inference import run_to_halt
 from latentreason.model import build_model
 from latentreason_ponder.ponder import Ponder
 
-TINY = ["core.hidden_size=32", "core.num_heads=2", "core.H_layers=1", "core.L_layers=1", "core.mlp_multiple=16", "trainer.global_batch_size=8"]
+TINY = [
+    "core.hidden_size=32",
+    "core.num_heads=2",
+    "core.H_layers=1",
+    "core.L_layers=1",
+    "core.mlp_multiple=16",
+    "trainer.global_batch_size=8",
+]
 
 
 def policy(**kwargs) -> Ponder:
@@ -38,7 +47,12 @@ def test_the_entry_point_registers_the_policy_card_and_recipe():
     assert ("halt", "ponder", "latentreason-ponder 0.1.0") in latentreason.components("halt")
     assert latentreason.recipes()["ponder_sudoku"] == "latentreason-ponder 0.1.0"
     config = latentreason.load_config(["recipe=ponder_sudoku", "preset=cpu"])
-    assert config.halt.name == "ponder" and config.halt.max_steps == 8 and config.core.hidden_size == 64 and config.task.box == 3
+    assert (
+        config.halt.name == "ponder"
+        and config.halt.max_steps == 8
+        and config.core.hidden_size == 64
+        and config.task.box == 3
+    )
 
 
 def test_the_head_starts_at_the_prior():
@@ -51,10 +65,14 @@ def test_training_halts_are_sampled_with_probability_lambda_and_forced_at_max_st
     torch.manual_seed(0)
     p = policy(lambda_p=0.3).train()
     logits = p.logits(torch.zeros(20000, 1, 8))
-    halted, targets = p.halt(logits, torch.full((20000,), 2, dtype=torch.int32), lambda: {"ponder_value": torch.zeros(20000)})
+    halted, targets = p.halt(
+        logits, torch.full((20000,), 2, dtype=torch.int32), lambda: {"ponder_value": torch.zeros(20000)}
+    )
     assert abs(halted.float().mean().item() - 0.3) < 0.02
     assert torch.allclose(targets["next_value"], torch.full((20000,), 0.5))
-    last, _ = p.halt(logits, torch.full((20000,), 6, dtype=torch.int32), lambda: pytest.fail("no extra segment at the last step"))
+    last, _ = p.halt(
+        logits, torch.full((20000,), 6, dtype=torch.int32), lambda: pytest.fail("no extra segment at the last step")
+    )
     assert bool(last.all())
 
 
@@ -65,7 +83,11 @@ def test_the_reconstruction_term_pushes_halting_towards_the_better_choice():
     terms = p.loss({"q_halt": z, "ponder_value": torch.zeros(2)}, targets, exact=torch.tensor([True, False]))
     terms["ponder_rec"].backward()
     assert z.grad[0] < 0 < z.grad[1]  # right now: halt more; wrong now but better later: halt less
-    at_last = p.loss({"q_halt": torch.zeros(1, requires_grad=True), "ponder_value": torch.zeros(1)}, {"is_last": torch.tensor([True]), "next_value": torch.zeros(1)}, torch.tensor([False]))
+    at_last = p.loss(
+        {"q_halt": torch.zeros(1, requires_grad=True), "ponder_value": torch.zeros(1)},
+        {"is_last": torch.tensor([True]), "next_value": torch.zeros(1)},
+        torch.tensor([False]),
+    )
     assert at_last["ponder_kl"].item() == 0 and at_last["ponder_rec"].item() == 1.0
 
 
@@ -126,12 +148,25 @@ def test_inference_with_rows_that_halt_at_different_steps():
 
 def test_ponder_sudoku_trains_through_the_cli(tmp_path):
     args = [
-        "recipe=ponder_sudoku", "preset=cpu", *TINY, "halt.max_steps=3", "task.train_puzzles=50", "task.augmentations=1", "task.test_puzzles=20",
-        "trainer.max_steps=6", "trainer.eval_every=0", "trainer.checkpoint_every=6", "trainer.log_every=1", "trainer.progress=false",
-        f"output_dir={tmp_path}", "run_name=ponder",
+        "recipe=ponder_sudoku",
+        "preset=cpu",
+        *TINY,
+        "halt.max_steps=3",
+        "task.train_puzzles=50",
+        "task.augmentations=1",
+        "task.test_puzzles=20",
+        "trainer.max_steps=6",
+        "trainer.eval_every=0",
+        "trainer.checkpoint_every=6",
+        "trainer.log_every=1",
+        "trainer.progress=false",
+        f"output_dir={tmp_path}",
+        "run_name=ponder",
     ]
     env = {**os.environ, "LATENTREASON_CACHE": str(tmp_path / "cache")}
-    result = subprocess.run([sys.executable, "-m", "latentreason.cli", "run", *args], capture_output=True, text=True, env=env, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "latentreason.cli", "run", *args], capture_output=True, text=True, env=env, timeout=300
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     out = " ".join(result.stdout.split())
     assert "ponder halting" in out and "exact accuracy" in out and "failed to load" not in out
@@ -144,12 +179,23 @@ def test_ponder_sudoku_trains_through_the_cli(tmp_path):
 def test_ponder_trains_and_halts_with_every_builtin_core(core):
     from latentreason.train.deep_supervision import Carry, train_segment
 
-    sizes = {"hrm": ["core.H_layers=1", "core.L_layers=1"], "looped": ["core.L_layers=1"], "trm": ["core.num_layers=1", "core.H_cycles=2", "core.L_cycles=1"], "latent_diffusion": ["core.num_layers=1", "core.num_levels=3"]}
+    sizes = {
+        "hrm": ["core.H_layers=1", "core.L_layers=1"],
+        "looped": ["core.L_layers=1"],
+        "trm": ["core.num_layers=1", "core.H_cycles=2", "core.L_cycles=1"],
+        "latent_diffusion": ["core.num_layers=1", "core.num_levels=3"],
+    }
     small = ["core.hidden_size=32", "core.num_heads=2", "core.mlp_multiple=16", "model.puzzle_emb_len=1"]
-    config = latentreason.load_config(["recipe=ponder_sudoku", "preset=paper", f"core={core}", *small, *sizes[core], "halt.max_steps=3"])
+    config = latentreason.load_config(
+        ["recipe=ponder_sudoku", "preset=paper", f"core={core}", *small, *sizes[core], "halt.max_steps=3"]
+    )
     torch.manual_seed(0)
     model = build_model(config, 6, 16, 1).train()
-    batch = {"inputs": torch.randint(1, 6, (8, 16)), "labels": torch.randint(1, 6, (8, 16)), "puzzle_ids": torch.zeros(8, dtype=torch.long)}
+    batch = {
+        "inputs": torch.randint(1, 6, (8, 16)),
+        "labels": torch.randint(1, 6, (8, 16)),
+        "puzzle_ids": torch.zeros(8, dtype=torch.long),
+    }
     carry = Carry.start(model, batch)
     for _ in range(4):
         carry, loss, terms, results = train_segment(model, carry, batch)

@@ -37,7 +37,7 @@ PonderNet's own sampling (`sample`), a per-step threshold (`threshold`) and `max
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -76,7 +76,9 @@ class Ponder(HaltingPolicy):
         if not 0.0 < lambda_p < 1.0:
             raise ConfigError(f"halt.lambda_p must be a probability strictly between 0 and 1, got {lambda_p}")
         if eval_halt not in EVAL_HALT_RULES:
-            raise ConfigError(f"halt.eval_halt={eval_halt!r} is not a rule of the ponder policy; choose one of: {', '.join(EVAL_HALT_RULES)}")
+            raise ConfigError(
+                f"halt.eval_halt={eval_halt!r} is not a rule of the ponder policy; choose one of: {', '.join(EVAL_HALT_RULES)}"
+            )
         if not 0.0 <= eval_threshold <= 1.0:
             raise ConfigError(f"halt.eval_threshold={eval_threshold!r} must be a probability in [0, 1]")
         self.max_steps, self.lambda_p, self.beta, self.loss_weight = max_steps, lambda_p, beta, loss_weight
@@ -117,20 +119,26 @@ class Ponder(HaltingPolicy):
         if bool((steps == 1).all()):
             self._remaining = torch.ones_like(lam)
         elif self._remaining is None or self._remaining.shape != lam.shape:
-            raise RuntimeError("halt.eval_halt=cumulative expects halt() on the rows still running, from step 1 on, as run_to_halt calls it")
+            raise RuntimeError(
+                "halt.eval_halt=cumulative expects halt() on the rows still running, from step 1 on, as run_to_halt calls it"
+            )
         remaining = self._remaining * (1 - lam)
         halted = is_last | (1 - remaining > self.eval_threshold)
         self._remaining = remaining[~halted]
         return halted
 
-    def loss(self, logits: HaltLogits, targets: dict[str, torch.Tensor], exact: torch.Tensor) -> dict[str, torch.Tensor]:
+    def loss(
+        self, logits: HaltLogits, targets: dict[str, torch.Tensor], exact: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         if "is_last" not in targets:  # max_steps == 1 or not in training: nothing to learn
             return {}
         z = logits["q_halt"]
         lam = torch.sigmoid(z)
         error = 1.0 - exact.float()
         is_last, next_value = targets["is_last"], targets["next_value"]
-        expected = torch.where(is_last, error, lam * error + (1 - lam) * next_value)  # J_n; no gradient at N (lambda_N = 1)
+        expected = torch.where(
+            is_last, error, lam * error + (1 - lam) * next_value
+        )  # J_n; no gradient at N (lambda_N = 1)
         kl = torch.where(is_last, torch.zeros_like(z), bernoulli_kl(z, self.lambda_p))
         value = F.binary_cross_entropy_with_logits(logits["ponder_value"], expected.detach(), reduction="sum")
         w = self.loss_weight
