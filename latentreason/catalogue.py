@@ -1,7 +1,7 @@
 """The catalogue: everything a run can name, and where it comes from.
 
 - Built-in components: every module of the component packages (`cores/`, `grad/`, `halt/`,
-  `tasks/`, `optim/`, `infer/`) is imported, so its `@register` decorators run. A new `cores/foo.py` is
+  `tasks/`, `optim/`, `infer/`, `blocks/`) is imported, so its `@register` decorators run. A new `cores/foo.py` is
   found without any other edit.
 - Plugins: entry points of the group `latentreason.plugins`. Importing one registers its
   components; its `conf/` folder, if any, adds config cards and recipes.
@@ -24,7 +24,7 @@ from pathlib import Path
 from latentreason import registry
 from latentreason.errors import ConfigError
 
-COMPONENT_PACKAGES = ("cores", "grad", "halt", "tasks", "optim", "infer")
+COMPONENT_PACKAGES = ("cores", "grad", "halt", "tasks", "optim", "infer", "blocks")
 PLUGIN_GROUP = "latentreason.plugins"
 _plugins_seen: set[str] = set()
 

@@ -172,6 +172,8 @@ def build_model(
 ) -> ReasoningModel:
     """Compose core + estimator + policy from their config cards (`config.core`, `.grad`, `.halt`).
 
+    The core's stacks come from `config.block` (HRM's own block when the config has none, as older checkpoints).
+
     `position_groups` (from the task) is used only when `model.grid_positions` is on.
     """
     model_config = config.get("model", {})
@@ -179,7 +181,9 @@ def build_model(
     puzzle_emb_width = model_config.get("puzzle_emb_ndim")  # None: every position's values are learned
     if not model_config.get("grid_positions", False):
         position_groups = None
-    core = registry.build("core", config["core"], seq_len=puzzle_emb_len + seq_len, compile=compile)
+    core_config = config["core"]
+    block = registry.build("block", config.get("block") or {"name": "hrm"}, positions=core_config.get("positions", "rope"))
+    core = registry.build("core", core_config, seq_len=puzzle_emb_len + seq_len, compile=compile, make_stack=block)
     estimator = registry.build("grad", config["grad"])
     policy = registry.build("halt", config["halt"], hidden_size=core.hidden_size)
     return ReasoningModel(core, estimator, policy, vocab_size, seq_len, num_puzzle_ids, puzzle_emb_len, position_groups,

@@ -20,8 +20,9 @@ from typing import Any
 
 from latentreason.errors import ConfigError
 
-# The kinds of part, as config groups name them (`core=hrm`, `halt=q_act`, `optim=adamw`, `infer=augment_vote`).
-KINDS = ("core", "grad", "halt", "task", "optim", "infer")
+# The kinds of part, as config groups name them (`core=hrm`, `halt=q_act`, `optim=adamw`, `infer=augment_vote`,
+# `block=hrm`).
+KINDS = ("core", "grad", "halt", "task", "optim", "infer", "block")
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ by the gradient estimator, not here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from latentreason.cores.base import Core, State, Update, compile_updates, make_rotary
@@ -40,14 +42,16 @@ class HRM(Core):
         positions: str = "rope",
         rope_theta: float = 10000.0,
         compile: bool = False,
+        make_stack: Callable[..., Stack] | None = None,
     ):
         super().__init__()
+        make_stack = make_stack or Stack  # config.block, built by build_model
         if H_cycles < 1 or L_cycles < 1:
             raise ConfigError(f"core.H_cycles and core.L_cycles must be >= 1, got {H_cycles} and {L_cycles}")
         self.hidden_size, self.positions = hidden_size, positions
         self.H_cycles, self.L_cycles = H_cycles, L_cycles
-        self.H = Stack(H_layers, hidden_size, num_heads, expansion, mlp_multiple)
-        self.L = Stack(L_layers, hidden_size, num_heads, expansion, mlp_multiple)
+        self.H = make_stack(H_layers, hidden_size, num_heads, expansion, mlp_multiple)
+        self.L = make_stack(L_layers, hidden_size, num_heads, expansion, mlp_multiple)
         self.rotary = make_rotary(positions, hidden_size, num_heads, seq_len, rope_theta)
         self.register_initial_states()  # z_H_init, z_L_init
         self._updates = compile_updates({"L": self.update_L, "H": self.update_H}, compile)

@@ -22,6 +22,8 @@ training sees only the model's own trajectory (segment supervision, no noised an
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import math
 
 import torch
@@ -58,8 +60,10 @@ class LatentDiffusion(Core):
         positions: str = "rope",
         rope_theta: float = 10000.0,
         compile: bool = False,
+        make_stack: Callable[..., Stack] | None = None,
     ):
         super().__init__()
+        make_stack = make_stack or Stack  # config.block, built by build_model
         if updates_per_segment < 1 or num_levels < 1:
             raise ConfigError(f"core.updates_per_segment and core.num_levels must be >= 1, got {updates_per_segment} and {num_levels}")
         if train_start not in TRAIN_STARTS:
@@ -69,7 +73,7 @@ class LatentDiffusion(Core):
         self.uses_target = train_start == "answer"  # "noise": fresh training rows start as at inference
         self.hidden_size, self.positions = hidden_size, positions
         self.updates_per_segment, self.num_levels = updates_per_segment, num_levels
-        self.net = Stack(num_layers, hidden_size, num_heads, expansion, mlp_multiple)
+        self.net = make_stack(num_layers, hidden_size, num_heads, expansion, mlp_multiple)
         self.level_embed = Linear(2 * LEVEL_FEATURES, hidden_size, bias=True)
         self.rotary = make_rotary(positions, hidden_size, num_heads, seq_len, rope_theta)
         self.register_buffer("frequencies", math.pi * 2.0 ** torch.arange(LEVEL_FEATURES, dtype=torch.float32), persistent=False)

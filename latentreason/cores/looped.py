@@ -12,6 +12,8 @@ Blocks, initialisation and hyperparameters follow HRM (`latentreason.cores.hrm`)
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from latentreason.cores.base import Core, State, Update, compile_updates, make_rotary
@@ -38,13 +40,15 @@ class Looped(Core):
         positions: str = "rope",
         rope_theta: float = 10000.0,
         compile: bool = False,
+        make_stack: Callable[..., Stack] | None = None,
     ):
         super().__init__()
+        make_stack = make_stack or Stack  # config.block, built by build_model
         if L_cycles < 1 or L_layers < 1:
             raise ConfigError(f"core.L_cycles and core.L_layers must be >= 1, got {L_cycles} and {L_layers}")
         self.hidden_size, self.positions = hidden_size, positions
         self.L_cycles = L_cycles
-        self.L = Stack(L_layers, hidden_size, num_heads, expansion, mlp_multiple)
+        self.L = make_stack(L_layers, hidden_size, num_heads, expansion, mlp_multiple)
         self.rotary = make_rotary(positions, hidden_size, num_heads, seq_len, rope_theta)
         self.register_initial_states()  # z_init
         self._updates = compile_updates({"L": self.update_L}, compile)

@@ -17,6 +17,8 @@ instead of attention (for fixed-size inputs; best on Sudoku), and no rotary embe
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from latentreason.cores.base import Core, State, Update, compile_updates, make_rotary
@@ -45,18 +47,22 @@ class TRM(Core):
         positions: str = "rope",
         rope_theta: float = 10000.0,
         compile: bool = False,
+        make_stack: Callable[..., Stack] | None = None,
     ):
         super().__init__()
+        make_stack = make_stack or Stack  # config.block, built by build_model
         if mixer not in ("attn", "mlp"):
             raise ConfigError(f"core.mixer must be 'attn' or 'mlp', got {mixer!r}")
         if H_cycles < 1 or L_cycles < 1 or num_layers < 1:
             raise ConfigError(f"core.H_cycles, core.L_cycles and core.num_layers must be >= 1, got {H_cycles}, {L_cycles} and {num_layers}")
+        if mixer == "mlp" and make_stack is not Stack:
+            raise ConfigError("core.mixer=mlp builds TRM's own token-MLP stack and takes no other block; use block=hrm or core.mixer=attn")
         if mixer == "mlp" and positions == "rope":
             positions = "none"  # the token-mixing MLP is tied to positions; rotary has nothing to act on
         self.hidden_size, self.positions, self.mixer = hidden_size, positions, mixer
         self.H_cycles, self.L_cycles = H_cycles, L_cycles
         if mixer == "attn":
-            self.net = Stack(num_layers, hidden_size, num_heads, expansion, mlp_multiple)
+            self.net = make_stack(num_layers, hidden_size, num_heads, expansion, mlp_multiple)
         else:
             self.net = TokenMLPStack(num_layers, hidden_size, seq_len, expansion, mlp_multiple)
         self.rotary = make_rotary(positions, hidden_size, num_heads, seq_len, rope_theta, ("rope", "learned", "none"))
