@@ -21,9 +21,11 @@ from mkdocs.structure.files import File  # noqa: E402
 
 KIND_TITLES = {
     "core": "Cores", "grad": "Gradient estimators", "halt": "Halting policies", "task": "Tasks", "optim": "Optimizers",
-    "infer": "Inference strategies",
+    "infer": "Inference strategies", "block": "Blocks",
 }
-KIND_PAGES = {"core": "cores.md", "grad": "estimators.md", "halt": "halting.md", "infer": "inference.md"}
+KIND_PAGES = {
+    "core": "cores.md", "grad": "estimators.md", "halt": "halting.md", "infer": "inference.md", "block": "blocks.md",
+}
 
 
 def anchor(kind: str, name: str) -> str:

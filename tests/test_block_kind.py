@@ -11,7 +11,10 @@ from latentreason.model import build_model
 from latentreason.optim.build import build_optimizer
 from latentreason.train.deep_supervision import Carry, train_segment
 
-TINY = ["core.hidden_size=32", "core.num_heads=2", "core.mlp_multiple=16", "halt=fixed", "halt.max_steps=2", "model.puzzle_emb_len=1"]
+TINY = [
+    "core.hidden_size=32", "core.num_heads=2", "core.mlp_multiple=16",
+    "halt=fixed", "halt.max_steps=2", "model.puzzle_emb_len=1",
+]
 CORES = {  # each core's stacks, one layer, few updates
     "hrm": (["core=hrm", "core.H_layers=1", "core.L_layers=1", "core.H_cycles=1", "core.L_cycles=1"], ("H", "L")),
     "looped": (["core=looped", "core.L_layers=1", "core.L_cycles=2"], ("L",)),

@@ -36,12 +36,17 @@ class EncoderStack(nn.Module):
         return self.encoder(state + injection)
 
 
-def encoder_options(hidden_size: int, num_heads: int, expansion: float, mlp_multiple: int, positions: str, options: dict) -> dict:
+def encoder_options(
+    hidden_size: int, num_heads: int, expansion: float, mlp_multiple: int, positions: str, options: dict
+) -> dict:
     """The Encoder's keyword arguments: the card's options, with the core-derived ones filled in."""
     options = {k: v for k, v in options.items()}
     taken = [k for k in _FROM_CORE if k in options]
     if taken:
-        raise ConfigError(f"block.{taken[0]} is set from the core (core.hidden_size, core.num_heads, core.*_layers); remove it from the block")
+        raise ConfigError(
+            f"block.{taken[0]} is set from the core (core.hidden_size, core.num_heads, core.*_layers); "
+            "remove it from the block"
+        )
     dim_head = head_size(hidden_size, num_heads)
     if options.get("rotary_pos_emb") is None:  # follow core.positions
         options["rotary_pos_emb"] = positions == "rope"
@@ -55,16 +60,20 @@ def encoder_options(hidden_size: int, num_heads: int, expansion: float, mlp_mult
 
 @register("block", "x_transformers")
 def x_transformers(positions: str = "rope", **options):
-    """Stacks from x-transformers' `Encoder`; any Encoder option passes through (`block.pre_norm=true`, `block.ff_glu`, ...)."""
+    """Stacks from x-transformers' `Encoder`; its options pass through (`block.pre_norm=true`, `block.ff_glu`, ...)."""
     try:
         from x_transformers import Encoder
     except ImportError:
         raise ConfigError("block=x_transformers needs the x-transformers package: pip install x-transformers") from None
 
-    def make_stack(num_layers: int, hidden_size: int, num_heads: int, expansion: float, mlp_multiple: int = 256) -> EncoderStack:
+    def make_stack(
+        num_layers: int, hidden_size: int, num_heads: int, expansion: float, mlp_multiple: int = 256
+    ) -> EncoderStack:
         kwargs = encoder_options(hidden_size, num_heads, expansion, mlp_multiple, positions, options)
         try:
-            encoder = Encoder(dim=hidden_size, depth=num_layers, heads=num_heads, attn_dim_head=hidden_size // num_heads, **kwargs)
+            encoder = Encoder(
+                dim=hidden_size, depth=num_layers, heads=num_heads, attn_dim_head=hidden_size // num_heads, **kwargs
+            )
         except (TypeError, AssertionError, ValueError) as error:
             raise ConfigError(f"block=x_transformers: x-transformers' Encoder refused the options: {error}") from None
         return EncoderStack(encoder)

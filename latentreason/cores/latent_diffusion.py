@@ -22,9 +22,8 @@ training sees only the model's own trajectory (segment supervision, no noised an
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import math
+from collections.abc import Callable
 
 import torch
 
