@@ -182,7 +182,8 @@ def build_model(
     if not model_config.get("grid_positions", False):
         position_groups = None
     core_config = config["core"]
-    block = registry.build("block", config.get("block") or {"name": "hrm"}, positions=core_config.get("positions", "rope"))
+    block_config = config.get("block") or {"name": "hrm"}  # an older checkpoint's config has none
+    block = registry.build("block", block_config, positions=core_config.get("positions", "rope"))
     core = registry.build("core", core_config, seq_len=puzzle_emb_len + seq_len, compile=compile, make_stack=block)
     estimator = registry.build("grad", config["grad"])
     policy = registry.build("halt", config["halt"], hidden_size=core.hidden_size)

@@ -56,7 +56,9 @@ class TRM(Core):
         if H_cycles < 1 or L_cycles < 1 or num_layers < 1:
             raise ConfigError(f"core.H_cycles, core.L_cycles and core.num_layers must be >= 1, got {H_cycles}, {L_cycles} and {num_layers}")
         if mixer == "mlp" and make_stack is not Stack:
-            raise ConfigError("core.mixer=mlp builds TRM's own token-MLP stack and takes no other block; use block=hrm or core.mixer=attn")
+            raise ConfigError(
+                "core.mixer=mlp builds TRM's own token-MLP stack and takes no other block; use block=hrm or core.mixer=attn"
+            )
         if mixer == "mlp" and positions == "rope":
             positions = "none"  # the token-mixing MLP is tied to positions; rotary has nothing to act on
         self.hidden_size, self.positions, self.mixer = hidden_size, positions, mixer
