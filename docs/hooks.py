@@ -20,11 +20,20 @@ os.environ.setdefault("NO_MKDOCS_2_WARNING", "1")
 from mkdocs.structure.files import File  # noqa: E402
 
 KIND_TITLES = {
-    "core": "Cores", "grad": "Gradient estimators", "halt": "Halting policies", "task": "Tasks", "optim": "Optimizers",
-    "infer": "Inference strategies", "block": "Blocks",
+    "core": "Cores",
+    "grad": "Gradient estimators",
+    "halt": "Halting policies",
+    "task": "Tasks",
+    "optim": "Optimizers",
+    "infer": "Inference strategies",
+    "block": "Blocks",
 }
 KIND_PAGES = {
-    "core": "cores.md", "grad": "estimators.md", "halt": "halting.md", "infer": "inference.md", "block": "blocks.md",
+    "core": "cores.md",
+    "grad": "estimators.md",
+    "halt": "halting.md",
+    "infer": "inference.md",
+    "block": "blocks.md",
 }
 
 
@@ -42,7 +51,13 @@ def _signature_table(factory) -> str:
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or name == "self":
             continue
         default = "*required*" if p.default is p.empty else f"`{p.default!r}`"
-        annotation = "" if p.annotation is p.empty else (p.annotation if isinstance(p.annotation, str) else getattr(p.annotation, "__name__", str(p.annotation)))
+        annotation = (
+            ""
+            if p.annotation is p.empty
+            else (
+                p.annotation if isinstance(p.annotation, str) else getattr(p.annotation, "__name__", str(p.annotation))
+            )
+        )
         rows.append(f"| `{name}` | {default} | `{annotation}` |" if annotation else f"| `{name}` | {default} | |")
     return "\n".join(rows) + "\n"
 
@@ -68,12 +83,15 @@ def components_page() -> str:
             lines += [f"How they work: [{KIND_TITLES[kind]}]({KIND_PAGES[kind]}).", ""]
         for entry in entries:
             lines += [f"### `{entry.name}` {{#{anchor(kind, entry.name)}}}", ""]
-            lines += [f"`{kind}={entry.name}` · origin: **{entry.origin}** · `{entry.factory.__module__}.{entry.factory.__qualname__}`", ""]
+            lines += [
+                f"`{kind}={entry.name}` · origin: **{entry.origin}** · `{entry.factory.__module__}.{entry.factory.__qualname__}`",
+                "",
+            ]
             doc = inspect.getdoc(entry.factory) or ""
             module_doc = inspect.getdoc(inspect.getmodule(entry.factory)) or ""
             lines += [doc, ""]
             if module_doc and module_doc != doc:
-                lines += ["??? note \"Details (module documentation)\"", ""]
+                lines += ['??? note "Details (module documentation)"', ""]
                 lines += ["    " + line if line else "" for line in module_doc.splitlines()]
                 lines += [""]
             lines += [_signature_table(entry.factory), ""]
@@ -120,7 +138,7 @@ def recipes_page() -> str:
             f"`{config.core.name}` core, `{config.grad.name}` gradient, `{config.halt.name}` halting "
             f"(at most {config.halt.get('max_steps', 1)} segments), `{config.task.name}` task.",
             "",
-            "??? note \"Recipe file\"",
+            '??? note "Recipe file"',
             "",
             *("    " + line if line else "" for line in _code(text).splitlines()),
             "",
@@ -145,7 +163,9 @@ def recipe_parts() -> tuple:
     out = []
     for name in catalogue.config_options("recipe"):
         config = load_config([f"recipe={name}", "preset=paper"])
-        out.append((name, OmegaConf.to_container(config.core, resolve=True), OmegaConf.to_container(config.grad, resolve=True)))
+        out.append(
+            (name, OmegaConf.to_container(config.core, resolve=True), OmegaConf.to_container(config.grad, resolve=True))
+        )
     return tuple(out)
 
 
@@ -180,11 +200,15 @@ def schedule_diagrams(core_name: str) -> str:
         for grad in defaults:
             if estimator_label(grad) not in entry["grads"]:
                 rows.append((estimator_label(grad), registry.build("grad", grad)))
-        used = "; ".join(f"`{label}` in {', '.join(f'`{r}`' for r in recipes)}" for label, (_, recipes) in entry["grads"].items())
+        used = "; ".join(
+            f"`{label}` in {', '.join(f'`{r}`' for r in recipes)}" for label, (_, recipes) in entry["grads"].items()
+        )
         svg = schedule_svg(entry["core"], rows)
-        blocks.append(f"One segment of `{core_name}` as configured in {', '.join(f'`{r}`' for r in entry['recipes'])} "
-                      f"(paper configuration), under each estimator (the recipes use {used}):\n\n"
-                      f"<div class=\"schedule-diagram\" style=\"overflow-x:auto\">{svg}</div>\n")
+        blocks.append(
+            f"One segment of `{core_name}` as configured in {', '.join(f'`{r}`' for r in entry['recipes'])} "
+            f"(paper configuration), under each estimator (the recipes use {used}):\n\n"
+            f'<div class="schedule-diagram" style="overflow-x:auto">{svg}</div>\n'
+        )
     return "\n".join(blocks)
 
 

@@ -82,7 +82,9 @@ def load_plugins() -> None:
             del _CONFIG_SOURCES[sources_before:]
             from latentreason.console import console
 
-            console.print(f"[yellow]Plugin {origin} ({point.value}) failed to load and is left out: {type(error).__name__}: {error}[/]")
+            console.print(
+                f"[yellow]Plugin {origin} ({point.value}) failed to load and is left out: {type(error).__name__}: {error}[/]"
+            )
 
 
 # -- config folders: the built-in cards and recipes, and those plugins or users add ---------------
@@ -108,7 +110,11 @@ class ConfigSource:
     def groups(self) -> list[str]:
         found = ["recipe"] if self.options("recipe") else []
         if self.cards is not None and self.cards.is_dir():
-            found += sorted(p.name for p in self.cards.iterdir() if p.is_dir() and p.name != CONFIG_GROUP_RECIPES and any(p.glob("*.yaml")))
+            found += sorted(
+                p.name
+                for p in self.cards.iterdir()
+                if p.is_dir() and p.name != CONFIG_GROUP_RECIPES and any(p.glob("*.yaml"))
+            )
         return found
 
 
@@ -159,7 +165,9 @@ def add_config_dir(path: str | Path, origin: str | None = None) -> None:
     """
     folder = Path(path).expanduser().resolve()
     if not folder.is_dir():
-        raise ConfigError(f"Config folder {folder} does not exist (expected <folder>/<group>/<name>.yaml and <folder>/recipes/<name>.yaml)")
+        raise ConfigError(
+            f"Config folder {folder} does not exist (expected <folder>/<group>/<name>.yaml and <folder>/recipes/<name>.yaml)"
+        )
     if origin is None:
         origin = registry.current_origin() or f"local ({folder})"
     if any(s.cards == folder for s in _CONFIG_SOURCES):
@@ -172,7 +180,9 @@ def add_config_dir(path: str | Path, origin: str | None = None) -> None:
                 other = source.options(group).get(name)
                 if other is not None:
                     what = "recipe" if group == "recipe" else f"{group} card"
-                    raise ConfigError(f"{what} {name!r} is provided twice: by {source.origin} ({other}) and by {origin} ({file}). Rename one of them.")
+                    raise ConfigError(
+                        f"{what} {name!r} is provided twice: by {source.origin} ({other}) and by {origin} ({file}). Rename one of them."
+                    )
     _CONFIG_SOURCES.append(new)
 
 

@@ -6,7 +6,8 @@ Nothing here knows which core, estimator or policy it holds; `build_model` compo
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -32,7 +33,9 @@ class PuzzleEmbedding(nn.Module):
         if not 0 < self.width <= length * hidden_size:
             from latentreason.errors import ConfigError
 
-            raise ConfigError(f"model.puzzle_emb_ndim={width} must be between 1 and model.puzzle_emb_len x core.hidden_size = {length * hidden_size}")
+            raise ConfigError(
+                f"model.puzzle_emb_ndim={width} must be between 1 and model.puzzle_emb_len x core.hidden_size = {length * hidden_size}"
+            )
         self.register_buffer("table", torch.zeros(num_ids, self.width))
         self._pending: tuple[torch.Tensor, torch.Tensor] | None = None
 
@@ -55,11 +58,18 @@ class PuzzleEmbedding(nn.Module):
         if rows.grad is None:
             return
         grads = rows.grad
-        if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+        if (
+            torch.distributed.is_available()
+            and torch.distributed.is_initialized()
+            and torch.distributed.get_world_size() > 1
+        ):
             # The table is a buffer, outside DDP's gradient all-reduce: gather every process's rows
             # (in rank order, as one process would see the global batch) so all apply the same step.
             world = torch.distributed.get_world_size()
-            all_ids, all_grads = [torch.empty_like(ids) for _ in range(world)], [torch.empty_like(grads) for _ in range(world)]
+            all_ids, all_grads = (
+                [torch.empty_like(ids) for _ in range(world)],
+                [torch.empty_like(grads) for _ in range(world)],
+            )
             torch.distributed.all_gather(all_ids, ids.contiguous())
             torch.distributed.all_gather(all_grads, grads.contiguous())
             ids, grads = torch.cat(all_ids), torch.cat(all_grads)
@@ -122,10 +132,14 @@ class ReasoningModel(nn.Module):
         self.embed_scale = math.sqrt(hidden)
         self.embed_tokens = nn.Embedding(vocab_size, hidden)
         truncated_normal_(self.embed_tokens.weight, std=1 / self.embed_scale)
-        self.puzzle = PuzzleEmbedding(num_puzzle_ids, puzzle_emb_len, hidden, puzzle_emb_width) if puzzle_emb_len else None
+        self.puzzle = (
+            PuzzleEmbedding(num_puzzle_ids, puzzle_emb_len, hidden, puzzle_emb_width) if puzzle_emb_len else None
+        )
         self.positions = None
         if core.positions == "learned":
-            self.positions = nn.Parameter(truncated_normal_(torch.empty(puzzle_emb_len + seq_len, hidden), std=1 / self.embed_scale))
+            self.positions = nn.Parameter(
+                truncated_normal_(torch.empty(puzzle_emb_len + seq_len, hidden), std=1 / self.embed_scale)
+            )
         self.groups = None
         if position_groups is not None:  # (seq_len, G) ids, e.g. the row, column and box of a cell
             self.register_buffer("position_groups", position_groups.long(), persistent=False)
@@ -168,7 +182,12 @@ class ReasoningModel(nn.Module):
 
 
 def build_model(
-    config: Mapping[str, Any], vocab_size: int, seq_len: int, num_puzzle_ids: int = 1, compile: bool = False, position_groups: torch.Tensor | None = None
+    config: Mapping[str, Any],
+    vocab_size: int,
+    seq_len: int,
+    num_puzzle_ids: int = 1,
+    compile: bool = False,
+    position_groups: torch.Tensor | None = None,
 ) -> ReasoningModel:
     """Compose core + estimator + policy from their config cards (`config.core`, `.grad`, `.halt`).
 
@@ -187,5 +206,14 @@ def build_model(
     core = registry.build("core", core_config, seq_len=puzzle_emb_len + seq_len, compile=compile, make_stack=block)
     estimator = registry.build("grad", config["grad"])
     policy = registry.build("halt", config["halt"], hidden_size=core.hidden_size)
-    return ReasoningModel(core, estimator, policy, vocab_size, seq_len, num_puzzle_ids, puzzle_emb_len, position_groups,
-                          None if puzzle_emb_width is None else int(puzzle_emb_width))
+    return ReasoningModel(
+        core,
+        estimator,
+        policy,
+        vocab_size,
+        seq_len,
+        num_puzzle_ids,
+        puzzle_emb_len,
+        position_groups,
+        None if puzzle_emb_width is None else int(puzzle_emb_width),
+    )

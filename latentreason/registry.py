@@ -203,7 +203,9 @@ def build(kind: str, config: Mapping[str, Any], **context: Any) -> Any:
     """
     params = dict(config)
     if "name" not in params:
-        raise ConfigError(f"The {kind} config has no 'name' key; set {kind}.name to one of: {', '.join(e.name for e in entries(kind))}")
+        raise ConfigError(
+            f"The {kind} config has no 'name' key; set {kind}.name to one of: {', '.join(e.name for e in entries(kind))}"
+        )
     name = params.pop("name")
     entry = get(kind, name)
     accepted = inspect.signature(entry.factory).parameters

@@ -12,8 +12,12 @@ from latentreason.optim.build import build_optimizer
 from latentreason.train.deep_supervision import Carry, train_segment
 
 TINY = [
-    "core.hidden_size=32", "core.num_heads=2", "core.mlp_multiple=16",
-    "halt=fixed", "halt.max_steps=2", "model.puzzle_emb_len=1",
+    "core.hidden_size=32",
+    "core.num_heads=2",
+    "core.mlp_multiple=16",
+    "halt=fixed",
+    "halt.max_steps=2",
+    "model.puzzle_emb_len=1",
 ]
 CORES = {  # each core's stacks, one layer, few updates
     "hrm": (["core=hrm", "core.H_layers=1", "core.L_layers=1", "core.H_cycles=1", "core.L_cycles=1"], ("H", "L")),
@@ -65,11 +69,14 @@ def test_x_transformers_block_trains_every_core(core):
     assert last < 0.8 * first, f"{core} with block=x_transformers: lm loss {first:.3f} -> {last:.3f}"
 
 
-@pytest.mark.parametrize("extra, glu, ff_bias", [
-    ([], True, False),
-    (["block.ff_glu=false"], False, False),
-    (["block.ff_no_bias=false", "block.pre_norm=true"], True, True),
-])
+@pytest.mark.parametrize(
+    "extra, glu, ff_bias",
+    [
+        ([], True, False),
+        (["block.ff_glu=false"], False, False),
+        (["block.ff_no_bias=false", "block.pre_norm=true"], True, True),
+    ],
+)
 def test_x_transformers_parameter_count_matches_the_formula(extra, glu, ff_bias):
     config = _config("hrm", "block=x_transformers", "core.H_layers=2", "core.L_layers=3", *extra)
     model = build_model(config, vocab_size=6, seq_len=16)

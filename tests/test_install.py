@@ -28,7 +28,9 @@ def test_wheel_install_lists_components_from_another_directory(tmp_path):
     assert build.returncode == 0, build.stdout[-2000:] + build.stderr[-2000:]
     for package in (REPO / "latentreason").rglob("__init__.py"):  # every subpackage is listed in pyproject.toml
         shipped = target / package.relative_to(REPO)
-        assert shipped.is_file(), f"{package.parent.relative_to(REPO)} is not shipped: add it to [tool.setuptools] packages"
+        assert shipped.is_file(), (
+            f"{package.parent.relative_to(REPO)} is not shipped: add it to [tool.setuptools] packages"
+        )
     assert (target / "latentreason" / "_cards" / "core" / "hrm.yaml").is_file()
     assert (target / "latentreason" / "_recipes" / "hrm_sudoku.yaml").is_file()
 

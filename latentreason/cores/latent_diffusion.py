@@ -64,7 +64,9 @@ class LatentDiffusion(Core):
         super().__init__()
         make_stack = make_stack or Stack  # config.block, built by build_model
         if updates_per_segment < 1 or num_levels < 1:
-            raise ConfigError(f"core.updates_per_segment and core.num_levels must be >= 1, got {updates_per_segment} and {num_levels}")
+            raise ConfigError(
+                f"core.updates_per_segment and core.num_levels must be >= 1, got {updates_per_segment} and {num_levels}"
+            )
         if train_start not in TRAIN_STARTS:
             choices = ", ".join(map(repr, TRAIN_STARTS))
             raise ConfigError(f"core.train_start must be one of {choices}, got {train_start!r}")
@@ -75,7 +77,9 @@ class LatentDiffusion(Core):
         self.net = make_stack(num_layers, hidden_size, num_heads, expansion, mlp_multiple)
         self.level_embed = Linear(2 * LEVEL_FEATURES, hidden_size, bias=True)
         self.rotary = make_rotary(positions, hidden_size, num_heads, seq_len, rope_theta)
-        self.register_buffer("frequencies", math.pi * 2.0 ** torch.arange(LEVEL_FEATURES, dtype=torch.float32), persistent=False)
+        self.register_buffer(
+            "frequencies", math.pi * 2.0 ** torch.arange(LEVEL_FEATURES, dtype=torch.float32), persistent=False
+        )
         self._updates = {"denoise": self.denoise, "renoise": self.renoise}
         self._updates = compile_updates(self._updates, compile)
 
@@ -98,7 +102,9 @@ class LatentDiffusion(Core):
         embedded = self.level_embed(torch.cat((features.sin(), features.cos()), dim=-1).to(x.dtype))
         return self.net(z, x + embedded, self.rotary)
 
-    def renoise(self, z: torch.Tensor, clean: torch.Tensor, level: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def renoise(
+        self, z: torch.Tensor, clean: torch.Tensor, level: torch.Tensor, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """A deterministic (DDIM-style) step down the schedule, keeping the noise the latent implies."""
         implied_noise = (z - (1 - level) * clean) / level.clamp_min(1e-6)
         lower = (level - 1 / self.num_levels).clamp_min(0)

@@ -54,7 +54,9 @@ class TRM(Core):
         if mixer not in ("attn", "mlp"):
             raise ConfigError(f"core.mixer must be 'attn' or 'mlp', got {mixer!r}")
         if H_cycles < 1 or L_cycles < 1 or num_layers < 1:
-            raise ConfigError(f"core.H_cycles, core.L_cycles and core.num_layers must be >= 1, got {H_cycles}, {L_cycles} and {num_layers}")
+            raise ConfigError(
+                f"core.H_cycles, core.L_cycles and core.num_layers must be >= 1, got {H_cycles}, {L_cycles} and {num_layers}"
+            )
         if mixer == "mlp" and make_stack is not Stack:
             raise ConfigError(
                 "core.mixer=mlp builds TRM's own token-MLP stack and takes no other block; use block=hrm or core.mixer=attn"
