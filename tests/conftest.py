@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,10 @@ import torch
 
 from latentreason.config import load_config
 from latentreason.model import build_model
+
+# torch.compile's kernels go to a folder of this test session (subprocesses inherit it): a cache
+# left half-written by another process (a killed compile, a concurrent one) cannot break a test.
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="latentreason-inductor-"))
 
 # The test models are tiny: one thread is faster than two for them, and steadier on a shared machine.
 torch.set_num_threads(1)
