@@ -432,7 +432,7 @@ def check_flags(command: str, args: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from latentreason.errors import ConfigError, DatasetFormatError, DownloadError
+    from latentreason.errors import ConfigError, DatasetFormatError, DownloadError, Preempted
 
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in (*HELP_FLAGS, "help"):
@@ -450,8 +450,6 @@ def main(argv: list[str] | None = None) -> int:
         console.print(command_help(command), markup=False, highlight=False)
         return 0
     from hydra.errors import OverrideParseException
-
-    from latentreason.train.preemption import Preempted
 
     try:
         if not own_parser:

@@ -14,3 +14,12 @@ class DatasetFormatError(ValueError):
 
 class DownloadError(OSError):
     """A download failed (offline, broken off, damaged); the message says what to do, including by hand."""
+
+
+class Preempted(Exception):
+    """The run was stopped by a signal after saving `checkpoint` at `step`."""
+
+    def __init__(self, signal_name: str, step: int, checkpoint):
+        self.signal_name, self.step, self.checkpoint = signal_name, step, checkpoint
+        saved = f"saved {checkpoint} at step {step}" if step >= 0 else "stopped outside a training step"
+        super().__init__(f"{signal_name} received: {saved}; continue with resume={checkpoint}")

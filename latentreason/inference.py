@@ -21,7 +21,6 @@ from latentreason.model import ReasoningModel, adapt_puzzle_table, build_model
 from latentreason.tasks.base import Split, Task, build_task
 from latentreason.train.checkpoints import read_checkpoint
 from latentreason.train.losses import IGNORE_LABEL
-from latentreason.train.metrics import ReasoningMetrics
 
 
 @torch.no_grad()
@@ -168,6 +167,7 @@ class TrainedModel:
         the answers are found; `compute` says what it cost (forward passes = rows x segment calls).
         """
         from latentreason.infer.base import Compute, build_strategy
+        from latentreason.train.metrics import ReasoningMetrics  # torchmetrics: imported when predicting, not with the catalogue
 
         split = as_split(split)
         strategy = strategy if strategy is not None else build_strategy("single", self)

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from conftest import TINY_RUN
-from latentreason.train.checkpoints import AtomicCheckpointIO, read_checkpoint
+from latentreason.train.checkpoint_io import AtomicCheckpointIO
+from latentreason.train.checkpoints import read_checkpoint
 
 TINY = [*TINY_RUN, "trainer.max_steps=6", "trainer.checkpoint_every=2", "trainer.keep_checkpoints=2"]
 

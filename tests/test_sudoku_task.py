@@ -84,7 +84,7 @@ def test_a_damaged_or_foreign_cache_is_said_and_rebuilt(tmp_path, capsys, damage
         path.write_bytes(bytes(middle))
     else:  # a well-formed .npz written for other settings (or by an older version without the key)
         np.savez(path, inputs=np.zeros((1, 81), np.uint8), labels=np.zeros((1, 81), np.int32))
-    stale = path.with_name(f"{path.stem}.999999999.tmp.npz")  # left by a build whose process died
+    stale = path.with_name(f"{path.name}.999999999.tmp")  # left by a build whose process died
     stale.write_bytes(b"half")
     again = _task(tmp_path).splits()
     said = capsys.readouterr().out

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from latentreason.atomic import write_atomically
 from latentreason.train.losses import IGNORE_LABEL
 
 Split = dict[str, torch.Tensor]  # inputs, labels (long, (N, seq_len)); puzzle_ids (long, (N,))
@@ -168,18 +169,7 @@ def cached(
         if arrays is not None:
             return arrays
     arrays = build()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(
-        f"{path.stem}.{os.getpid()}.tmp.npz"
-    )  # one per process: ranks started by torchrun build side by side
-    try:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays, **{_KEY_FIELD: np.array(text)})
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp.replace(path)  # atomic
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomically(path, lambda handle: np.savez(handle, **arrays, **{_KEY_FIELD: np.array(text)}))
     return arrays
 
 
@@ -203,9 +193,9 @@ def _read_cache(path: Path, key_text: str) -> dict[str, np.ndarray] | None:
 
 
 def _remove_stale_temporaries(path: Path) -> None:
-    """Delete `<cache>.<pid>.tmp.npz` files left by builds whose process no longer runs."""
-    for tmp in path.parent.glob(f"{path.stem}.*.tmp.npz") if path.parent.is_dir() else ():
-        pid = tmp.name[len(path.stem) + 1 : -len(".tmp.npz")]
+    """Delete `<cache>.<pid>.tmp` files left by builds whose process no longer runs."""
+    for tmp in path.parent.glob(f"{path.name}.*.tmp") if path.parent.is_dir() else ():
+        pid = tmp.name[len(path.name) + 1 : -len(".tmp")]
         if pid.isdigit() and not _process_alive(int(pid)):
             tmp.unlink(missing_ok=True)
 

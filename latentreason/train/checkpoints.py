@@ -1,4 +1,4 @@
-"""Checkpoint I/O: writing checkpoints atomically, reading them safely, and the random-number state a resumed run needs.
+"""Reading checkpoints safely, and the random-number state a resumed run needs (writing: `checkpoint_io`).
 
 Every checkpoint is read with `torch.load(..., weights_only=True)`: a checkpoint is data, never
 code. Before that, the CRC-32 of every record of the archive is checked. A file that does not load (truncated by a full disk, damaged in a copy, not a checkpoint at
@@ -8,7 +8,6 @@ so that the user can go on from there.
 
 from __future__ import annotations
 
-import os
 import random
 import zipfile
 from pathlib import Path
@@ -16,39 +15,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from latentreason.errors import ConfigError
 
 REQUIRED_KEYS = ("state_dict", "hyper_parameters")
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write to a temporary file, flush it to disk, then rename: an interrupted save never leaves a broken checkpoint.
-
-    os.replace is atomic on POSIX and Windows, so `path` is at any moment either the previous
-    complete checkpoint or the new complete one; a failed write removes its temporary file.
-    """
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options=None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        try:
-            with open(tmp, "wb") as file:
-                torch.save(checkpoint, file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable
-            folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(folder)
-            finally:
-                os.close(folder)
 
 
 def _problem(path: Path) -> tuple[dict | None, str | None]:

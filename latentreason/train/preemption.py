@@ -23,14 +23,7 @@ from pathlib import Path
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import Callback
 
-
-class Preempted(Exception):
-    """The run was stopped by a signal after saving `checkpoint` at `step`."""
-
-    def __init__(self, signal_name: str, step: int, checkpoint: Path):
-        self.signal_name, self.step, self.checkpoint = signal_name, step, checkpoint
-        saved = f"saved {checkpoint} at step {step}" if step >= 0 else "stopped outside a training step"
-        super().__init__(f"{signal_name} received: {saved}; continue with resume={checkpoint}")
+from latentreason.errors import Preempted
 
 
 class Preemption(Callback):

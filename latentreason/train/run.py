@@ -21,7 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 from latentreason.console import console
 from latentreason.errors import ConfigError
 from latentreason.tasks.base import Task, build_task
-from latentreason.train.checkpoints import AtomicCheckpointIO, read_checkpoint
+from latentreason.train.checkpoint_io import AtomicCheckpointIO
+from latentreason.train.checkpoints import read_checkpoint
 from latentreason.train.ema import load_ema_parameters
 from latentreason.train.loggers import build_loggers
 from latentreason.train.module import LatentReasoningModule, fit_puzzle_table
