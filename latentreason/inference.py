@@ -167,7 +167,9 @@ class TrainedModel:
         the answers are found; `compute` says what it cost (forward passes = rows x segment calls).
         """
         from latentreason.infer.base import Compute, build_strategy
-        from latentreason.train.metrics import ReasoningMetrics  # torchmetrics: imported when predicting, not with the catalogue
+        from latentreason.train.metrics import (
+            ReasoningMetrics,  # torchmetrics: imported when predicting, not with the catalogue
+        )
 
         split = as_split(split)
         strategy = strategy if strategy is not None else build_strategy("single", self)
