@@ -52,6 +52,7 @@ def test_compiled_early_exit_shares_one_graph_across_batch_sizes_and_matches_eag
     assert sizes >= 4, "the test needs rows halting at several different segments"
     assert torch.equal(got_steps, want_steps)
     torch.testing.assert_close(got_logits, want_logits, rtol=1e-4, atol=1e-4)
+    assert counters["stats"]["unique_graphs"] > 0, "nothing was compiled: the comparison above was eager against eager"
     leave_at_random(compiled.policy, 2)  # other batch sizes: served by the same graphs
     run_to_halt(compiled, inputs[:21])
     graphs = counters["stats"]["unique_graphs"]
@@ -80,17 +81,27 @@ def tiny_run(tmp_path, name: str, *overrides: str) -> dict:
 
 
 def test_a_compiled_run_trains_and_finishes_its_early_exit_evaluation(tmp_path):
-    """A few compiled steps, then the final evaluation with early exit (a Q head that starts undecided).
+    """A few compiled steps, then the final evaluation with early exit.
 
     Before, the evaluation died with FailOnRecompileLimitHit: each segment's smaller batch recompiled.
+    After 3 steps the Q head still gives every row about the same value (sigmoid(q_halt) just under
+    0.5), so with threshold 0.48 the rows leave together at the first segment; rows leaving at
+    different segments under compile are the unit test's business (above).
     """
-    early_exit = ["halt.init_bias=0.0", "halt.eval_halt=q_halt", "halt.eval_threshold=0.5"]
+    early_exit = ["halt.init_bias=0.0", "halt.eval_halt=q_halt", "halt.eval_threshold=0.48"]
+    torch._dynamo.reset()
+    counters.clear()
     metrics = tiny_run(tmp_path, "compiled", "trainer.compile=true", *early_exit)
-    assert 1.0 <= metrics["steps"] <= 4.0
-    assert 0.0 <= metrics["exact_accuracy"] <= 1.0
+    assert counters["stats"]["unique_graphs"] > 0, "the run compiled nothing"
+    assert 1.0 <= metrics["steps"] < 4.0, "no row left early: the shrinking batch was not exercised"
 
 
 def test_a_bf16_mixed_run_trains_on_cpu(tmp_path):
     """The GPU's precision on CPU: autocast to bf16 through training and evaluation."""
-    metrics = tiny_run(tmp_path, "bf16", "trainer.precision=bf16-mixed")
-    assert 0.0 <= metrics["token_accuracy"] <= 1.0
+    tiny_run(tmp_path, "bf16", "trainer.precision=bf16-mixed")
+    tiny_run(tmp_path, "fp32", "trainer.precision=32-true")
+    bf16, fp32 = (
+        torch.load(tmp_path / name / "final.ckpt", weights_only=True)["state_dict"] for name in ("bf16", "fp32")
+    )
+    # Same seed, same data: only the precision differs, and CPU runs are otherwise bitwise reproducible.
+    assert bf16.keys() == fp32.keys() and any(not torch.equal(bf16[k], fp32[k]) for k in fp32)

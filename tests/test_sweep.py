@@ -63,7 +63,7 @@ def test_a_2x2_sweep_writes_one_run_per_job_and_a_summary_of_their_metrics(swept
         assert expected and {k: float(row[k]) for k in expected} == expected
         assert f"seed={row['seed']}" in row["overrides"] and f"core.H_cycles={row['core.H_cycles']}" in row["overrides"]
     # The jobs differ (a table of four copies of one run would pass the checks above).
-    assert len({row["token_accuracy"] for row in summary} | {row["q_halt_accuracy"] for row in summary}) > 1
+    assert len({(row["token_accuracy"], row["q_halt_accuracy"]) for row in summary}) > 1
     # The table: one row per job, its swept settings and its token accuracy as a percentage.
     for row in summary:
         line = next(line for line in stdout.splitlines() if line.startswith(f"│ {row['job']} "))

@@ -159,34 +159,15 @@ class Sudoku(Task):
                 "file": file_fingerprint(train_file),
             }
             test_key = {**key, "split": "test", "n": self.test_puzzles, "file": file_fingerprint(test_file)}
-            if self.dataset:  # Sudoku-Extreme: a seeded subsample of each file (the reference's build)
-                train = cached(
-                    self.cache_dir,
-                    train_key,
-                    lambda: self._from_file(train_file, self.augmentations, self.seed, self.train_puzzles, 0),
-                )
-                test = cached(
-                    self.cache_dir, test_key, lambda: self._from_file(test_file, 0, self.seed, self.test_puzzles, 1)
-                )
-            else:
-                if train_file:
-                    train = cached(
-                        self.cache_dir, train_key, lambda: self._from_file(train_file, self.augmentations, self.seed)
-                    )
-                else:
-                    train = cached(
-                        self.cache_dir,
-                        train_key,
-                        lambda: self._generate(self.train_puzzles, self.augmentations, self.seed, "training"),
-                    )
-                if test_file:
-                    test = cached(self.cache_dir, test_key, lambda: self._from_file(test_file, 0, self.seed))
-                else:  # a different seed, so held-out puzzles are (with overwhelming probability) unseen
-                    test = cached(
-                        self.cache_dir,
-                        test_key,
-                        lambda: self._generate(self.test_puzzles, 0, self.seed + 1_000_003, "held-out"),
-                    )
+            # A fetched dataset is subsampled with the seed (the reference's build); a user's file is read whole.
+            train_count, test_count = (self.train_puzzles, self.test_puzzles) if self.dataset else (None, None)
+            from_train_file = lambda: self._from_file(train_file, self.augmentations, self.seed, train_count, 0)  # noqa: E731
+            generated_train = lambda: self._generate(self.train_puzzles, self.augmentations, self.seed, "training")  # noqa: E731
+            from_test_file = lambda: self._from_file(test_file, 0, self.seed, test_count, 1)  # noqa: E731
+            # held-out puzzles from another seed, so (with overwhelming probability) unseen in training
+            generated_test = lambda: self._generate(self.test_puzzles, 0, self.seed + 1_000_003, "held-out")  # noqa: E731
+            train = cached(self.cache_dir, train_key, from_train_file if train_file else generated_train)
+            test = cached(self.cache_dir, test_key, from_test_file if test_file else generated_test)
             test, dropped = drop_seen(test, train)
             if dropped:
                 console.print(
