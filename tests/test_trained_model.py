@@ -21,14 +21,19 @@ from conftest import TINY_RUN
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    root = tmp_path_factory.mktemp("api")
+    with pytest.MonkeyPatch.context() as patch:  # the task's data, for splits(); restored after this module
+        root = tmp_path_factory.mktemp("api")
+        patch.setenv("LATENTREASON_CACHE", str(root / "cache"))
+        yield _train(root)
+
+
+def _train(root):
     env = {**os.environ, "LATENTREASON_CACHE": str(root / "cache")}
     args = [*TINY_RUN, "trainer.max_steps=3", f"output_dir={root}", "run_name=tiny"]
     result = subprocess.run(
         [sys.executable, "-m", "latentreason.cli", *args], capture_output=True, text=True, env=env, timeout=300
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    os.environ["LATENTREASON_CACHE"] = str(root / "cache")  # the task's data, for splits()
     return root / "tiny"
 
 
