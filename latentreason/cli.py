@@ -112,7 +112,8 @@ def cmd_data(args: list[str]) -> None:
         console.print(command_help("data"), markup=False, highlight=False)
         return None
     from latentreason.config import load_config
-    from latentreason.tasks.base import build_task, cache_root
+    from latentreason.datasets import cache_root
+    from latentreason.tasks.base import build_task
 
     task = build_task(load_config(args))
     splits = task.splits()

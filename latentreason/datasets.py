@@ -15,10 +15,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from latentreason.atomic import write_atomically
 from latentreason.errors import ConfigError
 
 MANIFEST = "manifest.json"
-DEFAULT_CACHE = "~/.cache/latentreason"
+
+
+def cache_root(cache_dir: str | Path | None = None) -> Path:
+    """Where latentreason caches data: `cache_dir`, else $LATENTREASON_CACHE, else ~/.cache/latentreason."""
+    return Path(cache_dir or os.environ.get("LATENTREASON_CACHE") or "~/.cache/latentreason").expanduser()
 
 
 @dataclass(frozen=True)
@@ -129,8 +134,7 @@ def root(cache_dir: str | Path | None = None) -> Path:
     """The folder holding one folder per dataset: $LATENTREASON_DATASETS, else <cache>/datasets."""
     if os.environ.get("LATENTREASON_DATASETS"):
         return Path(os.environ["LATENTREASON_DATASETS"]).expanduser()
-    cache = cache_dir or os.environ.get("LATENTREASON_CACHE") or DEFAULT_CACHE
-    return Path(cache).expanduser() / "datasets"
+    return cache_root(cache_dir) / "datasets"
 
 
 def resolve(value: str, cache_dir: str | Path | None = None) -> tuple[Dataset, Path]:
@@ -251,9 +255,8 @@ def write_manifest(dataset: Dataset, folder: Path, source: str, revision: str | 
         "recorded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "files": files,
     }
-    tmp = folder / f".{MANIFEST}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-    tmp.replace(folder / MANIFEST)
+    text = json.dumps(manifest, indent=1, sort_keys=True) + "\n"
+    write_atomically(folder / MANIFEST, lambda handle: handle.write(text.encode()))
     return manifest
 
 

@@ -20,6 +20,7 @@ from latentreason.cores.base import State
 from latentreason.model import ReasoningModel, adapt_puzzle_table, build_model
 from latentreason.tasks.base import Split, Task, build_task
 from latentreason.train.checkpoints import read_checkpoint
+from latentreason.train.deep_supervision import token_results
 from latentreason.train.losses import IGNORE_LABEL
 
 
@@ -214,15 +215,6 @@ def as_split(batch: Split | torch.Tensor) -> Split:
     split.setdefault("labels", torch.full_like(inputs, IGNORE_LABEL, dtype=torch.long))
     split.setdefault("puzzle_ids", torch.zeros(len(inputs), dtype=torch.long))
     return split
-
-
-def token_results(predictions: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-    """`per_row_results` of predicted tokens (the logits' argmax): token accuracy and exact correctness per row."""
-    mask = labels != IGNORE_LABEL
-    counts = mask.sum(-1)
-    correct = mask & (predictions == labels)
-    accuracy = correct.sum(-1) / counts.clamp_min(1)
-    return {"counts": counts, "token_accuracy": accuracy, "exact": correct.sum(-1) == counts}
 
 
 def load_checkpoint(path: str | Path, device: str | None = None) -> TrainedModel:

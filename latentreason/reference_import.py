@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from latentreason.atomic import write_atomically
 from latentreason.errors import ConfigError
 
 COMPILE_PREFIX = "_orig_mod."  # torch.compile's wrapper
@@ -321,7 +322,6 @@ def import_checkpoint(
         names = read_identifiers(identifiers, ids)
         report = report[:-1] + f", puzzle rows named from {Path(identifiers).name})"
     out = Path(out) if out else Path(config.output_dir) / f"import-{Path(path).name}" / "final.ckpt"
-    out.parent.mkdir(parents=True, exist_ok=True)
     resolved = OmegaConf.to_container(config, resolve=True)
     checkpoint = {
         "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
@@ -337,6 +337,6 @@ def import_checkpoint(
         "global_step": 0,
         "imported_from": str(Path(path).resolve()),
     }
-    torch.save(checkpoint, out)
+    write_atomically(out, lambda handle: torch.save(checkpoint, handle))  # whole or absent, as every checkpoint
     OmegaConf.save(config, out.parent / "config.yaml")
     return out, report

@@ -17,6 +17,7 @@ import torch
 
 from latentreason.cores.base import State, Update
 from latentreason.model import ReasoningModel
+from latentreason.train.deep_supervision import per_row_results
 from latentreason.train.losses import IGNORE_LABEL
 
 
@@ -37,14 +38,6 @@ class SegmentTrace:
 
 # observe(segment, index in the schedule, update, state before, state after): sees every update
 Observer = Callable[[int, int, Update, State, State], None]
-
-
-def correctness(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token accuracy and exact correctness per row over the labelled positions."""
-    mask = labels != IGNORE_LABEL
-    right = (logits.argmax(-1) == labels) & mask
-    counts = mask.sum(-1)
-    return right.sum(-1) / counts.clamp_min(1), right.sum(-1) == counts
 
 
 def walk_segment(
@@ -95,7 +88,8 @@ def trace(
         logits, halt_logits = model.heads(state)
         logits = logits.float()
         predictions.append(logits.argmax(-1).to(torch.int16).cpu())  # token ids: int16 keeps K x rows x cells small
-        acc, ex = correctness(logits, labels)
+        r = per_row_results(logits, labels)
+        acc, ex = r["token_accuracy"], r["exact"]
         accuracy.append(acc.cpu())
         exact.append(ex.cpu())
         norm = logits.flatten(1).norm(dim=1).clamp_min(1e-12)

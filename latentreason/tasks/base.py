@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from latentreason.atomic import write_atomically
+from latentreason.datasets import cache_root
 from latentreason.train.losses import IGNORE_LABEL
 
 Split = dict[str, torch.Tensor]  # inputs, labels (long, (N, seq_len)); puzzle_ids (long, (N,))
@@ -140,11 +141,6 @@ def drop_seen(test: dict[str, np.ndarray], train: dict[str, np.ndarray]) -> tupl
     seen = {row.tobytes() for row in np.ascontiguousarray(train["inputs"])}
     keep = np.array([row.tobytes() not in seen for row in np.ascontiguousarray(test["inputs"])], dtype=bool)
     return {k: v[keep] for k, v in test.items()}, int((~keep).sum())
-
-
-def cache_root(cache_dir: str | Path | None = None) -> Path:
-    """Where datasets are cached: `cache_dir`, else $LATENTREASON_CACHE, else ~/.cache/latentreason."""
-    return Path(cache_dir or os.environ.get("LATENTREASON_CACHE") or "~/.cache/latentreason").expanduser()
 
 
 _KEY_FIELD = "__cache_key__"  # stored beside the arrays: a file made for other settings is not taken for this one

@@ -209,6 +209,5 @@ class Maze(Task):
         self, split: Split, predictions: torch.Tensor, confidence: torch.Tensor, out_dir: Path | None = None
     ) -> dict[str, float]:
         """valid_path: the share of predictions that are a shortest S-G path, the labelled one or another."""
-        questions, predicted = split["inputs"][: len(predictions)].numpy(), predictions.cpu().numpy()
-        valid = [md.is_shortest_path(q, p) for q, p in zip(questions, predicted)]
-        return {"valid_path": float(np.mean(valid)) if valid else float("nan")}
+        valid = self.check(split["inputs"][: len(predictions)], predictions)
+        return {"valid_path": float(valid.float().mean()) if len(valid) else float("nan")}

@@ -53,9 +53,14 @@ class Carry:
 
 def per_row_results(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
     """Token accuracy and exact correctness per row, over labelled positions."""
+    return token_results(logits.argmax(-1), labels)
+
+
+def token_results(predictions: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    """`per_row_results` of predicted tokens: what inference strategies produce (votes, not logits)."""
     mask = labels != IGNORE_LABEL
     counts = mask.sum(-1)
-    correct = mask & (logits.argmax(-1) == labels)
+    correct = mask & (predictions == labels)
     return {
         "counts": counts,
         "token_accuracy": correct.sum(-1) / counts.clamp_min(1),
