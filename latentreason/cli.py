@@ -57,10 +57,13 @@ def cmd_run(args: list[str]) -> None:
       latentreason run -m recipe=hrm_sudoku,lonly_sudoku seed=0,1,2
     """
     from latentreason.config import load_config
+    from latentreason.errors import ConfigError
     from latentreason.sweep import MULTIRUN_FLAGS, sweep
     from latentreason.train.run import run
 
     if any(a in MULTIRUN_FLAGS for a in args):
+        if "--dry-run" in args:
+            raise ConfigError("--dry-run checks one run; drop -m to check a sweep's settings one combination at a time")
         sweep([a for a in args if a not in MULTIRUN_FLAGS])
         return
     dry_run = "--dry-run" in args

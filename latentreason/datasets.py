@@ -297,9 +297,14 @@ def paper_overrides(config, preset: str) -> list[str]:
         if get(lacking[0]).task in ("sudoku", "maze")
         else "needs task.train_path until then"
     )
-    console.print(
-        f"[yellow]preset=paper uses {', '.join(names)} when it is on this machine: `latentreason data "
-        f"fetch {' '.join(lacking)}` gets it"
-        f" (into {root(cache_dir)}); this run {instead}.[/]"
+    message = (
+        f"preset=paper uses {', '.join(names)} when it is on this machine: `latentreason data "
+        f"fetch {' '.join(lacking)}` gets it (into {root(cache_dir)}); this run {instead}."
     )
+    if message not in _said:  # once per process: a sweep or the docs build composes many configs
+        _said.add(message)
+        console.print(f"[yellow]{message}[/]")
     return []
+
+
+_said: set[str] = set()

@@ -284,3 +284,32 @@ def test_schedule_diagram_marks_the_updates_each_estimator_grads():
         svg = schedule_svg(core, [("row", estimator)])
         assert svg.count("(with gradient)") == graded and svg.count("(no gradient)") == 21 - graded
     assert "heads read y" in svg and "y[0]" in svg
+
+
+def test_the_policy_replay_passes_only_the_running_rows_as_run_to_halt_does():
+    """A policy with per-row state (PonderNet's cumulative rule) sees, at each segment, only the rows still running."""
+    from types import SimpleNamespace
+
+    class Stateful(torch.nn.Module):
+        max_steps = 4
+
+        def halt(self, logits, steps, next_logits):
+            q = logits["q_halt"]
+            if int(steps[0]) == 1:
+                self.running = len(q)
+            assert len(q) == self.running, "called with rows that had already halted"
+            halted = q > 0
+            self.running -= int(halted.sum())
+            return halted, {}
+
+    q = torch.tensor([[1.0, -1, -1], [0, 1, -1], [0, 0, 1], [0, 0, 0]])  # (segments, rows): row r halts at r + 1
+    steps = policy_halting_steps(SimpleNamespace(policy=Stateful()), {"q_halt": q}, 3)
+    assert steps.tolist() == [1, 2, 3]
+
+
+def test_training_curves_take_the_held_out_columns_from_their_own_rows():
+    from latentreason.analysis.figures import CURVE_PANELS, curve_columns
+
+    rows = [{"step": 1, "train/token_accuracy": 0.5}, {"step": 2, "val/token_accuracy": 0.6}]  # as metrics.csv reads
+    accuracy = next(wanted for title, wanted, _ in CURVE_PANELS if "accurac" in title)
+    assert curve_columns(rows, accuracy) == ["train/token_accuracy", "val/token_accuracy"]

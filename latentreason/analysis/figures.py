@@ -235,6 +235,11 @@ CURVE_PANELS = (
 )
 
 
+def curve_columns(rows: list[dict], wanted) -> list[str]:
+    """The wanted columns of any row, in first-seen order: Lightning writes held-out metrics on rows of their own."""
+    return [c for c in dict.fromkeys(k for r in rows for k in r) if wanted(c)]
+
+
 def curves_figure(runs: dict[str, list[dict]], path: Path) -> Path:
     """Loss terms, accuracies, mean segments and learning rate against the optimizer step, for each run."""
     plt = pyplot()
@@ -243,7 +248,7 @@ def curves_figure(runs: dict[str, list[dict]], path: Path) -> Path:
     styles = ["-", "--", ":", "-."]
     for ax, (title, wanted, log) in zip(axes, CURVE_PANELS):
         for label, rows in runs.items():
-            columns = [c for c in (rows[0].keys() if rows else []) if wanted(c)]
+            columns = curve_columns(rows, wanted)
             for i, column in enumerate(columns):
                 points = [(r["step"], r[column]) for r in rows if _ok(r.get(column)) and _ok(r.get("step"))]
                 if points:

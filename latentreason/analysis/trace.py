@@ -127,7 +127,8 @@ def concat(traces: list[SegmentTrace]) -> SegmentTrace:
 def policy_halting_steps(model: ReasoningModel, halt_logits: dict[str, torch.Tensor], rows: int) -> torch.Tensor:
     """The segment at which the model's own halting policy (in eval mode) stops each row, from recorded logits.
 
-    Replays `policy.halt` segment by segment as `run_to_halt` calls it; rows that never halt
+    Replays `policy.halt` segment by segment as `run_to_halt` calls it, on the rows still running
+    (a policy may keep per-row state, as PonderNet's cumulative rule does); rows that never halt
     stop at `max_steps`. Needs the logits of at least `max_steps` segments.
     """
     policy = model.policy
@@ -138,11 +139,14 @@ def policy_halting_steps(model: ReasoningModel, halt_logits: dict[str, torch.Ten
     policy.eval()
     try:
         for step in range(1, max_steps):
-            logits = {k: v[step - 1] for k, v in halt_logits.items()}  # {} for a headless policy (fixed)
-            halted, _ = policy.halt(logits, torch.full((rows,), step, dtype=torch.int32), lambda: {})
-            new = halted.cpu() & ~done
+            live = (~done).nonzero().squeeze(1)
+            if not len(live):
+                break
+            logits = {k: v[step - 1][live] for k, v in halt_logits.items()}  # {} for a headless policy (fixed)
+            halted, _ = policy.halt(logits, torch.full((len(live),), step, dtype=torch.int32), lambda: {})
+            new = live[halted.cpu()]
             steps[new] = step
-            done |= new
+            done[new] = True
     finally:
         policy.train(was_training)
     return steps
