@@ -44,8 +44,8 @@ class PuzzleEmbedding(nn.Module):
         if self.training and torch.is_grad_enabled():
             rows = rows.detach().requires_grad_(True)
             self._pending = (ids, rows)
-        # A table narrower than its positions (TRM: one position's worth, 16 positions) is zero-padded on use.
-        rows = torch.nn.functional.pad(rows, (0, self.length * self.hidden_size - self.width))
+        if self.width < self.length * self.hidden_size:  # TRM: one position's worth for 16 positions, zero-padded
+            rows = torch.nn.functional.pad(rows, (0, self.length * self.hidden_size - self.width))
         return rows.view(-1, self.length, self.hidden_size)
 
     @torch.no_grad()

@@ -218,3 +218,14 @@ def test_recipe_parameter_counts_from_dry_run():
         result = latentreason("run", f"recipe={recipe}", "preset=paper", "--dry-run")
         assert result.returncode == 0, result.stderr
         assert f"{expected:,} trainable parameters" in result.stdout, (recipe, expected, result.stdout[-200:])
+
+
+def test_the_progress_bar_counts_steps_not_epochs(tmp_path, capsys, monkeypatch):
+    """A run is one epoch of max_steps: the bar reads `Steps k/N` (Lightning's own label read `Epoch 0/-2`)."""
+    from latentreason.cli import main
+
+    monkeypatch.setenv("LATENTREASON_CACHE", str(tmp_path / "cache"))
+    args = [a for a in TINY_RUN if a != "trainer.progress=false"]
+    assert main([*args, "trainer.progress=true", "trainer.max_steps=3", f"output_dir={tmp_path}", "run_name=p"]) == 0
+    out = capsys.readouterr().out
+    assert "Steps" in out and "3/3" in out and "Epoch" not in out

@@ -13,9 +13,10 @@ class StepProgressBar(RichProgressBar):
     """
 
     DESCRIPTION = "Steps"
+    _labelled = None  # the bar task already given our label: Lightning makes a new one after each evaluation
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if self.progress is not None and self.train_progress_bar_id is not None:
-            task = next((t for t in self.progress.tasks if t.id == self.train_progress_bar_id), None)
-            if task is not None and task.description != self.DESCRIPTION:
-                self.progress.update(self.train_progress_bar_id, description=self.DESCRIPTION)
+        task = self.train_progress_bar_id
+        if self.progress is not None and task is not None and task != self._labelled:
+            self.progress.update(task, description=self.DESCRIPTION)
+            self._labelled = task
