@@ -30,6 +30,7 @@ def run_to_halt(
     inputs: torch.Tensor,
     puzzle_ids: torch.Tensor | None = None,
     max_steps: int | None = None,
+    early_exit: bool = True,
     stop: Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor] | None = None,
     perturb: Callable[[State, torch.Tensor, int], State] | None = None,
 ):
@@ -40,8 +41,9 @@ def run_to_halt(
     row stops at `max_steps` at the latest. Batch sizes shrink from segment to segment, which a
     compiled core sees as new shapes.
 
-    Inference strategies (`latentreason.infer`) change three things, all off by default:
-    `max_steps` (the cap, default the policy's), `stop(halt_logits, steps) -> halted rows` (instead
+    Inference strategies (`latentreason.infer`) change four things, all off by default:
+    `max_steps` (the cap, default the policy's), `early_exit=False` (every row runs to the cap, with
+    no halting check between segments), `stop(halt_logits, steps) -> halted rows` (instead
     of the policy's rule) and `perturb(state, rows, step) -> state` (called before every segment
     with the original row index of each active row, e.g. to add noise to the latent).
 
@@ -72,6 +74,8 @@ def run_to_halt(
             for k, v in halt_logits.items():
                 final_halt[k][active] = v
             break
+        if not early_exit:
+            continue
         row_steps = torch.full((len(active),), step, dtype=torch.int32, device=device)
         if stop is None:
             halted = model.policy.halt(halt_logits, row_steps, lambda: {})[0]

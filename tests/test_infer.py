@@ -324,13 +324,7 @@ def test_command_line_options():
     with pytest.raises(ConfigError, match="no validity check"):
         build_strategy({"name": "noise_select", "check": True}).run(*_scripted_maze())
     with pytest.raises(ConfigError, match="needs a halting head"):
-        build_strategy({"name": "noise_select"}).run(
-            tiny_model("halt=fixed", "task.box=2", seq_len=16, vocab=6),
-            Sudoku(box=2, min_givens=4, max_givens=8),
-            _split(2)["inputs"],
-            None,
-            Compute(),
-        )
+        build_strategy({"name": "noise_select"}).prepare(_trained("halt=fixed"), _split(2))
 
 
 def _scripted_maze():

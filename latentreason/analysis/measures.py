@@ -6,8 +6,6 @@ checked against a direct computation and plotted for any core.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from latentreason.analysis.trace import SegmentTrace
@@ -191,7 +189,3 @@ def participation_ratio(states: torch.Tensor) -> float:
     eigen = torch.linalg.eigvalsh(torch.cov(samples.T)).clamp_min(0)
     total = float(eigen.sum())
     return total**2 / float((eigen**2).sum()) if total > 0 else float("nan")
-
-
-def finite(value: float) -> bool:
-    return isinstance(value, float) and math.isfinite(value)

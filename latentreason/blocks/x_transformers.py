@@ -78,5 +78,4 @@ def x_transformers(positions: str = "rope", **options):
             raise ConfigError(f"block=x_transformers: x-transformers' Encoder refused the options: {error}") from None
         return EncoderStack(encoder)
 
-    make_stack.block_name = "x_transformers"
     return make_stack

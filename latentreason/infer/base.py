@@ -34,16 +34,6 @@ class Candidates:
     def __len__(self) -> int:
         return len(self.tokens)
 
-    def take(self, index: torch.Tensor) -> Candidates:
-        """The rows `index` (a long tensor)."""
-        return Candidates(
-            self.tokens[index],
-            self.confidence[index],
-            self.steps[index],
-            {k: v[index] for k, v in self.halt_logits.items()},
-            self.checked,
-        )
-
     def view(self, groups: int) -> Candidates:
         """Rows ordered group-major (group g, row b at g * B + b) as (groups, B, ...)."""
 
@@ -86,7 +76,7 @@ class Compute:
 def run_model(
     model: ReasoningModel, inputs: torch.Tensor, puzzle_ids: torch.Tensor | None, compute: Compute, **changes: Any
 ) -> Candidates:
-    """`run_to_halt` (with a strategy's `changes`: max_steps, stop, perturb), counted, as candidates."""
+    """`run_to_halt` (with a strategy's `changes`: max_steps, early_exit, stop, perturb), counted, as candidates."""
     logits, steps, halt_logits = run_to_halt(model, inputs, puzzle_ids, **changes)
     compute.add(steps)
     sure = confidence(halt_logits, len(inputs)).to(inputs.device)
@@ -118,9 +108,6 @@ class InferenceStrategy:
         self, model: ReasoningModel, task: Task, inputs: torch.Tensor, puzzle_ids: torch.Tensor | None, compute: Compute
     ) -> Candidates:
         raise NotImplementedError
-
-    def describe(self) -> str:
-        return type(self).__name__
 
 
 def valid_rows(task: Task, inputs: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:

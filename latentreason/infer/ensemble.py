@@ -93,12 +93,13 @@ class Ensemble(InferenceStrategy):
         self.inner.prepare(trained, split)
         for member in self.members:
             member.use_puzzle_names(split)
+        if self.mode == "first_to_halt":
+            for member in (trained, *self.members):
+                needs_q_halt(member.model, "infer.mode=first_to_halt")
 
     def run(self, model, task, inputs, puzzle_ids, compute) -> Candidates:
         models = [model, *(member.model for member in self.members)]
         if self.mode == "first_to_halt":
-            for member in models:
-                needs_q_halt(member, "infer.mode=first_to_halt")
             every = _stack([run_model(m, inputs, puzzle_ids, compute, stop=q_halt_stop) for m in models])
             valid = valid_rows(task, inputs, every.tokens) if self.check else None
             # the fewest segments first; among those, the most confident (confidence < 1 < one segment)

@@ -21,9 +21,10 @@ class MoreSteps(InferenceStrategy):
             raise ConfigError(f"infer.factor={factor!r} should be positive (2: twice the training maximum of segments)")
         self.factor, self.halting = factor, halting
 
-    def run(self, model, task, inputs, puzzle_ids, compute) -> Candidates:
+    def prepare(self, trained, split) -> None:
         if self.halting:
-            needs_q_halt(model, "infer=more_steps infer.halting=true")
+            needs_q_halt(trained.model, "infer=more_steps infer.halting=true")
+
+    def run(self, model, task, inputs, puzzle_ids, compute) -> Candidates:
         cap = max(1, round(self.factor * model.policy.max_steps))
-        stop = q_halt_stop if self.halting else (lambda logits, steps: steps >= cap)
-        return run_model(model, inputs, puzzle_ids, compute, max_steps=cap, stop=stop)
+        return run_model(model, inputs, puzzle_ids, compute, max_steps=cap, early_exit=self.halting, stop=q_halt_stop)

@@ -55,7 +55,9 @@ class NoiseSelect(InferenceStrategy):
 
         return perturb
 
-    def run(self, model, task, inputs, puzzle_ids, compute) -> Candidates:
+    def prepare(self, trained, split) -> None:
+        """Check the settings against the model once, before its batches."""
+        model = trained.model
         if self.fields is not None:
             unknown = set(self.fields) - set(model.core.state_fields)
             if unknown:
@@ -65,6 +67,8 @@ class NoiseSelect(InferenceStrategy):
                 )
         if self.samples > 1:
             needs_q_halt(model, "infer=noise_select with samples > 1")
+
+    def run(self, model, task, inputs, puzzle_ids, compute) -> Candidates:
         batch = len(inputs)
         ids = puzzle_ids.repeat(self.samples) if puzzle_ids is not None else None
         stacked = inputs.repeat(self.samples, 1)  # candidate k of row b at k * batch + b
