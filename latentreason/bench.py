@@ -437,6 +437,12 @@ def cmd_bench(args: list[str]) -> None:
         if key in options and not options[key].isdigit():
             raise ConfigError(f"{key}={options[key]!r} should be a whole number")
     if "ckpt" in options:
+        ignored = [key for key in ("warmup", "peers") if key in options] + rest
+        if ignored:
+            raise ConfigError(
+                f"bench ckpt= times inference of the checkpoint as trained: {', '.join(ignored)} do not apply "
+                "(it takes limit=, steps= and json=)"
+            )
         limit = options.get("limit", "1000")
         if not limit.isdigit() or int(limit) < 1:
             raise ConfigError(f"limit={limit!r} should be a positive whole number")

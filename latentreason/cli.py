@@ -1,4 +1,4 @@
-"""The `latentreason` command: run, list, data, eval, solve, analyze.
+"""The `latentreason` command: run, list, data, eval, solve, import, bench, analyze.
 
 Arguments are Hydra-style `key=value` overrides. A bare `latentreason key=value ...` means `run`,
 so that Lightning's multi-process launcher, which re-runs the command line, works unchanged.
@@ -350,13 +350,15 @@ def cmd_import(args: list[str]) -> None:
 def cmd_bench(args: list[str]) -> None:
     """Time training steps and inference: step time, FLOP/s, % of a matmul peak measured in the same run, peers.
 
-    usage: latentreason bench recipe=NAME [steps=N] [warmup=N] [json=FILE] [key=value ...]
-           latentreason bench ckpt=PATH [limit=N]      (inference only, on a trained checkpoint)
+    usage: latentreason bench recipe=NAME [steps=N] [warmup=N] [json=FILE] [peers=false] [key=value ...]
+           latentreason bench ckpt=PATH [limit=N] [steps=N] [json=FILE]   (inference only, on a trained checkpoint)
 
     options:
       recipe=NAME         the recipe to time (its preset and overrides apply as in `run`)
       steps=N, warmup=N   measured and warm-up steps
       json=FILE           also write the results, with machine, date, torch version and the command
+      peers=false         leave out the peers (hrm-pytorch, tiny-recursive-model, the reference code)
+      limit=N             with ckpt=: the held-out rows to predict
 
     example:
       latentreason bench recipe=hrm_sudoku preset=cpu task.box=3
