@@ -232,6 +232,7 @@ def inference_rows(model, inputs, labels, ids, device, repeats: int) -> list[Row
 def bench(args: list[str], steps: int = 8, warmup: int = 3, peers: bool = True) -> dict:
     """Measure a recipe's training step (and peers at its dimensions); returns the JSON-able report."""
     from latentreason.config import load_config
+    from latentreason.inference import on_gpu, precision_of
     from latentreason.tasks.base import build_task
     from latentreason.train.run import check_run_config
 
@@ -240,9 +241,8 @@ def bench(args: list[str], steps: int = 8, warmup: int = 3, peers: bool = True) 
     t = config.trainer
     if t.threads:
         torch.set_num_threads(int(t.threads))
-    gpu = torch.cuda.is_available() and t.accelerator in ("auto", "gpu", "cuda")
-    device = torch.device("cuda" if gpu else "cpu")
-    precision = ("bf16-mixed" if gpu else "32-true") if t.precision == "auto" else str(t.precision)
+    device = torch.device("cuda" if on_gpu(t) else "cpu")
+    precision = precision_of(t)
     autocast_dtype = (
         torch.bfloat16 if precision.startswith("bf16") else (torch.float16 if precision.startswith("16") else None)
     )

@@ -221,6 +221,17 @@ def as_split(batch: Split | torch.Tensor) -> Split:
     return split
 
 
+def on_gpu(trainer) -> bool:
+    """Whether a run's trainer settings put it on the GPU: there is one, and trainer.accelerator allows it."""
+    return torch.cuda.is_available() and trainer.get("accelerator", "auto") in ("auto", "gpu", "cuda")
+
+
+def precision_of(trainer) -> str:
+    """trainer.precision with `auto` resolved: bf16-mixed on a GPU, 32-true on a CPU."""
+    precision = str(trainer.get("precision", "auto"))
+    return ("bf16-mixed" if on_gpu(trainer) else "32-true") if precision == "auto" else precision
+
+
 def load_checkpoint(path: str | Path, device: str | None = None) -> TrainedModel:
     """The trained model of a checkpoint written by `latentreason run`, in eval mode.
 
@@ -245,6 +256,5 @@ def load_checkpoint(path: str | Path, device: str | None = None) -> TrainedModel
     if "infer" not in config:  # how `eval` and `solve` find answers unless told otherwise: one pass
         config.infer = {"name": "single"}
     if device is None:
-        gpu = torch.cuda.is_available() and config.trainer.get("accelerator", "auto") in ("auto", "gpu", "cuda")
-        device = "cuda" if gpu else "cpu"
+        device = "cuda" if on_gpu(config.trainer) else "cpu"
     return TrainedModel(model.to(device), task, config, checkpoint.get("puzzle_names"))

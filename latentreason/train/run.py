@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from latentreason.console import console
 from latentreason.errors import ConfigError
+from latentreason.inference import precision_of
 from latentreason.tasks.base import Task, build_task
 from latentreason.train.checkpoint_io import AtomicCheckpointIO
 from latentreason.train.checkpoints import read_checkpoint
@@ -365,10 +366,8 @@ def make_trainer(config: DictConfig, callbacks: list[Callback], loggers: list, r
     """Lightning's Trainer for these settings; Lightning's own rejections of them end in one line."""
     t = config.trainer
     eval_every = int(t.eval_every)
-    gpu = torch.cuda.is_available() and t.accelerator in ("auto", "gpu", "cuda")
-    precision = ("bf16-mixed" if gpu else "32-true") if t.precision == "auto" else t.precision
     try:
-        return _trainer(t, precision, eval_every, callbacks, loggers, run_dir)
+        return _trainer(t, precision_of(t), eval_every, callbacks, loggers, run_dir)
     except (MisconfigurationException, ValueError) as error:  # Lightning's checks of these settings
         raise ConfigError(
             f"Lightning rejects the trainer settings (trainer.accelerator={t.accelerator}, trainer.devices={t.devices}, "
