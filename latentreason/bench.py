@@ -25,6 +25,8 @@ import torch
 from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
+from latentreason.hardware import compile_enabled, on_gpu, precision_of
+
 
 def _register_cpu_attention_flops() -> None:
     """Teach FlopCounterMode the CPU flash-attention kernels (same formula torch uses for the GPU ones)."""
@@ -232,13 +234,13 @@ def inference_rows(model, inputs, labels, ids, device, repeats: int) -> list[Row
 def bench(args: list[str], steps: int = 8, warmup: int = 3, peers: bool = True) -> dict:
     """Measure a recipe's training step (and peers at its dimensions); returns the JSON-able report."""
     from latentreason.config import load_config
-    from latentreason.inference import on_gpu, precision_of
     from latentreason.tasks.base import build_task
     from latentreason.train.run import check_run_config
 
     config = load_config(args)
     check_run_config(config)
     t = config.trainer
+    compiled = compile_enabled(t)
     if t.threads:
         torch.set_num_threads(int(t.threads))
     device = torch.device("cuda" if on_gpu(t) else "cpu")
@@ -258,7 +260,7 @@ def bench(args: list[str], steps: int = 8, warmup: int = 3, peers: bool = True) 
     # FLOPs on one step (eager: the counter sees the ops a compiled graph would hide; the count is the same)
     eager = (
         OurStep(with_overrides(config, {"trainer": {"compile": False}}), splits, task, autocast_dtype, device)
-        if t.compile
+        if compiled
         else ours
     )
     flops = count_flops(lambda: eager.model_step(eager.stream.batch(0, device)))
@@ -275,7 +277,7 @@ def bench(args: list[str], steps: int = 8, warmup: int = 3, peers: bool = True) 
             flops,
             batch_size,
             length,
-            extra={"compile_s": (warm[0] - statistics.median(model_times)) if t.compile else 0.0},
+            extra={"compile_s": (warm[0] - statistics.median(model_times)) if compiled else 0.0},
         )
     ]
     rows.append(
@@ -334,7 +336,7 @@ def report(args, config, device, precision, peak_dtype, peak_values, peak, rows:
         "machine": machine(),
         "device": str(device),
         "precision": precision,
-        "compile": bool(config.trainer.compile),
+        "compile": compile_enabled(config.trainer),
         "peak": {"dtype": str(peak_dtype).removeprefix("torch."), "flop_per_s": peak, "all": spread(peak_values)},
         "peak_memory_bytes": peak_memory_bytes(device),
         "rows": [{**asdict(r), **r.rates(peak)} for r in rows],

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from latentreason.console import console, progress
 from latentreason.cores.base import State
+from latentreason.hardware import on_gpu
 from latentreason.model import ReasoningModel, adapt_puzzle_table, build_model
 from latentreason.tasks.base import Split, Task, build_task
 from latentreason.train.checkpoints import read_checkpoint
@@ -219,17 +220,6 @@ def as_split(batch: Split | torch.Tensor) -> Split:
     split.setdefault("labels", torch.full_like(inputs, IGNORE_LABEL, dtype=torch.long))
     split.setdefault("puzzle_ids", torch.zeros(len(inputs), dtype=torch.long))
     return split
-
-
-def on_gpu(trainer) -> bool:
-    """Whether a run's trainer settings put it on the GPU: there is one, and trainer.accelerator allows it."""
-    return torch.cuda.is_available() and trainer.get("accelerator", "auto") in ("auto", "gpu", "cuda")
-
-
-def precision_of(trainer) -> str:
-    """trainer.precision with `auto` resolved: bf16-mixed on a GPU, 32-true on a CPU."""
-    precision = str(trainer.get("precision", "auto"))
-    return ("bf16-mixed" if on_gpu(trainer) else "32-true") if precision == "auto" else precision
 
 
 def load_checkpoint(path: str | Path, device: str | None = None) -> TrainedModel:

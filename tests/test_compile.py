@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch._dynamo.utils import counters
 
@@ -105,3 +106,64 @@ def test_a_bf16_mixed_run_trains_on_cpu(tmp_path):
     )
     # Same seed, same data: only the precision differs, and CPU runs are otherwise bitwise reproducible.
     assert bf16.keys() == fp32.keys() and any(not torch.equal(bf16[k], fp32[k]) for k in fp32)
+
+
+SUDOKU_CORES = {  # every core a Sudoku CPU preset compiles (trainer.compile=auto), at toy size
+    "looped": {"name": "looped", "hidden_size": 16, "num_heads": 2, "mlp_multiple": 16, "L_layers": 1, "L_cycles": 2},
+    "trm": {"name": "trm", "hidden_size": 16, "num_heads": 2, "mlp_multiple": 16, "num_layers": 1, "mixer": "mlp",
+            "H_cycles": 2, "L_cycles": 2},
+    "latent_diffusion": {"name": "latent_diffusion", "hidden_size": 16, "num_heads": 2, "mlp_multiple": 16,
+                         "num_layers": 1, "num_levels": 4},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("core", sorted(SUDOKU_CORES))
+def test_a_compiled_training_segment_matches_eager_for_every_sudoku_core(core):
+    """Loss and every gradient of one supervised segment, compiled against eager, with the same weights and noise."""
+    from latentreason.train.deep_supervision import Carry, train_segment
+
+    config = {**tiny_config(), "core": SUDOKU_CORES[core], "grad": {"name": "tbptt", "k": 2}}
+    torch.manual_seed(0)
+    eager = build_model(config, VOCAB, SEQ)
+    compiled = build_model(config, VOCAB, SEQ, compile=True)
+    compiled.load_state_dict(eager.state_dict())
+    inputs = torch.randint(1, VOCAB, (6, SEQ))
+    batch = {
+        "inputs": inputs,
+        "labels": torch.randint(1, VOCAB, (6, SEQ)),
+        "puzzle_ids": torch.zeros(6, dtype=torch.long),
+    }
+    torch._dynamo.reset()
+    counters.clear()
+    losses = []
+    for model in (eager, compiled):
+        torch.manual_seed(1)
+        _, loss, _, _ = train_segment(model, Carry.start(model, batch), batch)
+        loss.backward()
+        losses.append(loss)
+    assert counters["stats"]["unique_graphs"] > 0, "nothing was compiled"
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-4, atol=1e-4)
+    for (name, want), got in zip(eager.named_parameters(), compiled.parameters(), strict=True):
+        assert (want.grad is None) == (got.grad is None), name
+        if want.grad is not None:
+            torch.testing.assert_close(got.grad, want.grad, rtol=1e-3, atol=1e-5, msg=name)
+
+
+def test_compile_auto_compiles_long_runs_where_a_compiler_exists(monkeypatch):
+    from omegaconf import OmegaConf
+
+    from latentreason import hardware
+
+    def trainer(**settings):
+        return OmegaConf.create({"accelerator": "cpu", "compile": "auto", "max_steps": 2000, **settings})
+
+    monkeypatch.setattr(hardware.shutil, "which", lambda name: f"/usr/bin/{name}")
+    assert hardware.compile_enabled(trainer())
+    assert not hardware.compile_enabled(trainer(max_steps=hardware.COMPILE_PAYS_AFTER_STEPS - 1))
+    assert hardware.compile_enabled(trainer(compile=True, max_steps=1)) and not hardware.compile_enabled(
+        trainer(compile=False)
+    )
+    monkeypatch.setattr(
+        hardware.shutil, "which", lambda name: None
+    )  # no C++ compiler: inductor cannot build CPU kernels
+    assert not hardware.compile_enabled(trainer())

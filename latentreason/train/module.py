@@ -21,6 +21,7 @@ from omegaconf import OmegaConf
 from timm.utils import ModelEmaV3
 
 from latentreason.errors import ConfigError
+from latentreason.hardware import compile_enabled
 from latentreason.inference import confidence, run_to_halt
 from latentreason.model import adapt_puzzle_table, build_model
 from latentreason.optim.build import build_optimizer
@@ -107,7 +108,7 @@ class LatentReasoningModule(L.LightningModule):
         self.config = OmegaConf.create(config)
         groups = torch.tensor(position_groups) if position_groups is not None else None
         self.model = build_model(
-            self.config, vocab_size, seq_len, num_puzzle_ids, bool(self.config.trainer.compile), groups
+            self.config, vocab_size, seq_len, num_puzzle_ids, compile_enabled(self.config.trainer), groups
         )
         check_loss(loss)
         self.loss_kind = loss

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from latentreason.console import console
 from latentreason.errors import ConfigError
-from latentreason.inference import precision_of
+from latentreason.hardware import compile_enabled, precision_of
 from latentreason.tasks.base import Task, build_task
 from latentreason.train.checkpoint_io import AtomicCheckpointIO
 from latentreason.train.checkpoints import read_checkpoint
@@ -51,7 +51,7 @@ def quiet_lightning() -> None:
 
 POSITIVE_INTS = ("global_batch_size", "max_steps", "eval_batch_size", "log_every", "keep_checkpoints", "num_nodes")
 NATURAL_INTS = ("eval_every", "eval_size", "checkpoint_every")
-BOOLS = ("progress", "compile", "ema", "deterministic")
+BOOLS = ("progress", "ema", "deterministic")
 
 
 def check_run_config(config: DictConfig) -> None:
@@ -72,6 +72,8 @@ def check_run_config(config: DictConfig) -> None:
     for key in BOOLS:
         if key in t and not isinstance(t[key], bool):
             problems.append(f"trainer.{key}={t[key]!r} should be true or false")
+    if "compile" in t and t.compile not in (True, False, "auto"):
+        problems.append(f"trainer.compile={t.compile!r} should be true, false or auto")
     minutes = t.get("max_minutes")
     if minutes is not None and (isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or minutes <= 0):
         problems.append(f"trainer.max_minutes={minutes!r} should be a positive number or null")
@@ -248,7 +250,9 @@ def describe_run(config, recipe, task, splits, module, run_dir, resume, resumed_
         f"[bold]{recipe or 'run'}[/] ({config.preset} preset): {config.core.name} core, {config.grad.name} gradient, "
         f"{config.halt.name} halting, {params:,} parameters; {task.describe()}; "
         f"{len(splits['train']['inputs']):,} training / {len(splits['test']['inputs']):,} held-out examples; "
-        f"{t.max_steps} steps of batch {t.global_batch_size}; writing to {run_dir}"
+        f"{t.max_steps} steps of batch {t.global_batch_size}"
+        + ("; compiled (the first steps wait tens of seconds for torch.compile)" if compile_enabled(t) else "")
+        + f"; writing to {run_dir}"
         + (f"; resuming from {resume} (step {resumed_step})" if resume else "")
     )
 
