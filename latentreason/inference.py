@@ -39,8 +39,8 @@ def run_to_halt(
 
     Rows that halt leave the batch: the next segment runs only on the rows still active (their
     state and input embedding are indexed down), so an early-halting rule saves compute. Every
-    row stops at `max_steps` at the latest. Batch sizes shrink from segment to segment, which a
-    compiled core sees as new shapes.
+    row stops at `max_steps` at the latest. (A model in eval mode runs its core eager even when
+    training compiled it: see `Core.set_updates`.)
 
     Inference strategies (`latentreason.infer`) change four things, all off by default:
     `max_steps` (the cap, default the policy's), `early_exit=False` (every row runs to the cap, with
@@ -54,10 +54,6 @@ def run_to_halt(
     max_steps = max_steps or model.policy.max_steps
     x = model.embed(inputs, puzzle_ids)
     state = model.initial_state(batch, device)
-    # Rows leave as they halt: a compiled core sees a new batch size every segment. Marked dynamic,
-    # one graph serves them all (eager ignores the mark).
-    for tensor in (x, *state.values()):
-        torch._dynamo.maybe_mark_dynamic(tensor, 0)
     active = torch.arange(batch, device=device)  # original row of each row still running
     steps = torch.full((batch,), max_steps, dtype=torch.int32, device=device)
     final_logits: torch.Tensor | None = None

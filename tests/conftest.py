@@ -14,7 +14,9 @@ from latentreason.model import build_model
 
 # torch.compile's kernels go to a folder of this test session (subprocesses inherit it): a cache
 # left half-written by another process (a killed compile, a concurrent one) cannot break a test.
-os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="latentreason-inductor-"))
+if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+    _inductor_cache = tempfile.TemporaryDirectory(prefix="latentreason-inductor-")  # removed when the session ends
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = _inductor_cache.name
 
 # The test models are tiny: one thread is faster than two for them, and steadier on a shared machine.
 torch.set_num_threads(1)

@@ -27,16 +27,6 @@ def make_rotary(
     return Rotary(head_size(hidden_size, num_heads), seq_len, rope_theta) if positions == "rope" else None
 
 
-def compile_updates(updates: dict, enabled: bool) -> dict:
-    """`trainer.compile`: capture each update function as one graph (no data-dependent Python in them).
-
-    Training runs one batch size, compiled static. Early exit at evaluation (`run_to_halt`) shrinks
-    the batch every segment; it marks the batch dimension dynamic, so those sizes share one graph
-    instead of recompiling per size (which hit dynamo's recompile limit).
-    """
-    return {k: torch.compile(f, fullgraph=True, dynamic=None) for k, f in updates.items()} if enabled else updates
-
-
 @dataclass(frozen=True)
 class Update:
     """One step of a segment: run the function `name`, which writes the state field `writes`."""
@@ -50,6 +40,7 @@ class Core(nn.Module):
 
     state_fields: tuple[str, ...] = ()
     _updates: dict  # update name -> function(*state fields, x) -> the new value of the field it writes
+    _compiled: dict  # the same functions through torch.compile (`trainer.compile`), or `_updates` itself
     hidden_size: int
     positions: str = "rope"  # "rope" (handled inside the core) or "learned" (added to the input embedding)
     uses_target = False  # True: a fresh training row starts from a corrupted embedding of its answer
@@ -66,18 +57,35 @@ class Core(nn.Module):
         shape = (batch_size, length, self.hidden_size)
         return {f: getattr(self, f"{f}_init").to(device).expand(shape) for f in self.state_fields}
 
+    def set_updates(self, updates: dict, compile: bool = False) -> None:
+        """Register the update functions (no data-dependent Python in them, so each can be one graph).
+
+        With `compile` (`trainer.compile`), training runs them through torch.compile: one batch
+        size, a few graphs (with and without gradient). Evaluation runs them eager: its rows leave
+        the batch as they halt, it runs under inference mode, and compiling those variants cost more
+        than they saved (on 2 CPU cores the first evaluation of a compiled TRM paid tens of seconds
+        for new graphs, and the variants hit dynamo's recompile limit).
+        """
+        self._updates = updates
+        self._compiled = {k: torch.compile(f, fullgraph=True) for k, f in updates.items()} if compile else updates
+
+    def update_function(self, name: str):
+        """The function to run for the update `name` now: compiled while training (if asked), eager otherwise."""
+        if name not in self._updates:
+            raise KeyError(f"{type(self).__name__} has no update {name!r}; it has {', '.join(self._updates)}")
+        compiled = self.training and not torch.is_inference_mode_enabled()
+        return (self._compiled if compiled else self._updates)[name]
+
     def schedule(self) -> tuple[Update, ...]:
         raise NotImplementedError
 
     def apply(self, update: Update, state: State, x: torch.Tensor) -> State:
         """Perform one update; returns a new state dict (the input is not modified).
 
-        By default `self._updates[update.name]` is called with the state fields (in `state_fields`
-        order) and the input, and its result becomes the field `update.writes`.
+        By default the update function registered as `update.name` is called with the state fields
+        (in `state_fields` order) and the input, and its result becomes the field `update.writes`.
         """
-        if update.name not in self._updates:
-            raise KeyError(f"{type(self).__name__} has no update {update.name!r}; it has {', '.join(self._updates)}")
-        new = self._updates[update.name](*(state[f] for f in self.state_fields), x)
+        new = self.update_function(update.name)(*(state[f] for f in self.state_fields), x)
         return {**state, update.writes: new}
 
     def readout(self, state: State) -> torch.Tensor:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import torch
 
-from latentreason.cores.base import Core, State, Update, compile_updates, make_rotary
+from latentreason.cores.base import Core, State, Update, make_rotary
 from latentreason.cores.blocks import Stack
 from latentreason.errors import ConfigError
 from latentreason.registry import register
@@ -54,7 +54,7 @@ class HRM(Core):
         self.L = make_stack(L_layers, hidden_size, num_heads, expansion, mlp_multiple)
         self.rotary = make_rotary(positions, hidden_size, num_heads, seq_len, rope_theta)
         self.register_initial_states()  # z_H_init, z_L_init
-        self._updates = compile_updates({"L": self.update_L, "H": self.update_H}, compile)
+        self.set_updates({"L": self.update_L, "H": self.update_H}, compile)
 
     def schedule(self) -> tuple[Update, ...]:
         cycle = (Update("L", "z_L"),) * self.L_cycles + (Update("H", "z_H"),)

@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 import torch
 
-from latentreason.cores.base import Core, State, Update, compile_updates, make_rotary
+from latentreason.cores.base import Core, State, Update, make_rotary
 from latentreason.cores.blocks import Linear, Stack
 from latentreason.errors import ConfigError
 from latentreason.registry import register
@@ -80,8 +80,7 @@ class LatentDiffusion(Core):
         self.register_buffer(
             "frequencies", math.pi * 2.0 ** torch.arange(LEVEL_FEATURES, dtype=torch.float32), persistent=False
         )
-        self._updates = {"denoise": self.denoise, "renoise": self.renoise}
-        self._updates = compile_updates(self._updates, compile)
+        self.set_updates({"denoise": self.denoise, "renoise": self.renoise}, compile)
 
     def initial_state(self, batch_size: int, length: int, device, target: torch.Tensor | None = None) -> State:
         shape = (batch_size, length, self.hidden_size)
@@ -112,8 +111,8 @@ class LatentDiffusion(Core):
 
     def apply(self, update: Update, state: State, x: torch.Tensor) -> State:
         if update.name == "denoise":
-            return {**state, "clean": self._updates["denoise"](state["z"], state["clean"], state["level"], x)}
-        z, level = self._updates["renoise"](state["z"], state["clean"], state["level"], x)
+            return {**state, "clean": self.update_function("denoise")(state["z"], state["clean"], state["level"], x)}
+        z, level = self.update_function("renoise")(state["z"], state["clean"], state["level"], x)
         return {**state, "z": z, "level": level}  # renoise also lowers the level (it carries no gradient)
 
     def readout(self, state: State) -> torch.Tensor:

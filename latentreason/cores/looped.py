@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import torch
 
-from latentreason.cores.base import Core, State, Update, compile_updates, make_rotary
+from latentreason.cores.base import Core, State, Update, make_rotary
 from latentreason.cores.blocks import Stack
 from latentreason.errors import ConfigError
 from latentreason.registry import register
@@ -51,7 +51,7 @@ class Looped(Core):
         self.L = make_stack(L_layers, hidden_size, num_heads, expansion, mlp_multiple)
         self.rotary = make_rotary(positions, hidden_size, num_heads, seq_len, rope_theta)
         self.register_initial_states()  # z_init
-        self._updates = compile_updates({"L": self.update_L}, compile)
+        self.set_updates({"L": self.update_L}, compile)
 
     def schedule(self) -> tuple[Update, ...]:
         return (Update("L", "z"),) * self.L_cycles

@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import torch
 
-from latentreason.cores.base import Core, State, Update, compile_updates, make_rotary
+from latentreason.cores.base import Core, State, Update, make_rotary
 from latentreason.cores.blocks import Stack, TokenMLPStack
 from latentreason.errors import ConfigError
 from latentreason.registry import register
@@ -71,7 +71,7 @@ class TRM(Core):
             self.net = TokenMLPStack(num_layers, hidden_size, seq_len, expansion, mlp_multiple)
         self.rotary = make_rotary(positions, hidden_size, num_heads, seq_len, rope_theta, ("rope", "learned", "none"))
         self.register_initial_states()  # y_init, z_init
-        self._updates = compile_updates({"z": self.update_z, "y": self.update_y}, compile)
+        self.set_updates({"z": self.update_z, "y": self.update_y}, compile)
 
     def schedule(self) -> tuple[Update, ...]:
         recursion = (Update("z", "z"),) * self.L_cycles + (Update("y", "y"),)

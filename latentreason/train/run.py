@@ -36,6 +36,8 @@ RUN_NAME_ENV = "LATENTREASON_RUN_NAME"  # lets the processes Lightning's DDP lau
 def quiet_lightning() -> None:
     """Keep the console for what a researcher needs: Lightning's tips and known-harmless warnings go."""
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    # torch.compile on a CPU-only machine: "No CUDA runtime is found, using CUDA_HOME=..." (harmless)
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     for message in (
         "Experiment logs directory",  # our run directory already holds config.yaml
         ".*isinstance.treespec, LeafSpec.",
