@@ -440,6 +440,16 @@ def test_build_dataset_shapes_and_determinism():
     assert not np.array_equal(data["inputs"], other["inputs"])
 
 
+def test_build_dataset_is_the_same_in_worker_processes():
+    """Each puzzle has a seed of its own: two processes generate exactly what one does, in order."""
+    one = sd.build_dataset(200, augmentations=1, rng_seed=5, box=2, min_givens=4, max_givens=10, workers=1)
+    calls = []
+    two = sd.build_dataset(200, 1, 5, box=2, min_givens=4, max_givens=10, progress=calls.append, workers=2)
+    assert calls == [1] * 200
+    for key in one:
+        np.testing.assert_array_equal(two[key], one[key])
+
+
 def test_build_dataset_4x4_without_augmentation():
     data = sd.build_dataset(10, augmentations=0, rng_seed=0, box=2, min_givens=4, max_givens=10)
     assert data["inputs"].shape == (10, 16) and data["labels"].max() <= sd.vocab_size(2) - 1

@@ -19,7 +19,11 @@ on the same scale as the `rating` column of Sudoku-Extreme, which comes from ano
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -596,6 +600,10 @@ def from_puzzles(
     }
 
 
+def _generate_one(seed: np.random.SeedSequence, box: int, min_givens: int, max_givens: int):
+    return generate_puzzle(np.random.default_rng(seed), box, min_givens, max_givens)
+
+
 def build_dataset(
     num_puzzles: int,
     augmentations: int,
@@ -604,20 +612,27 @@ def build_dataset(
     min_givens: int = 17,
     max_givens: int = 81,
     progress: Callable[[int], object] | None = None,
+    workers: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Generate `num_puzzles` unique puzzles and augment them (see `from_puzzles` for the keys).
 
-    Deterministic for a given seed. Generation and augmentation draw from two independent
-    streams of that seed. `progress(1)` is called after each generated puzzle.
+    Deterministic for a given seed, whatever the number of worker processes: each puzzle has a
+    seed of its own, and augmentation draws from a separate stream. Puzzles are generated in
+    `workers` processes (default: one per CPU core) when there are enough of them to repay
+    starting the processes. `progress(1)` is called after each generated puzzle.
     """
     n = grid_size(box)
     generation_seed, augmentation_seed = np.random.SeedSequence(rng_seed).spawn(2)
-    rng = np.random.default_rng(generation_seed)
+    seeds = generation_seed.spawn(num_puzzles)
+    make = functools.partial(_generate_one, box=box, min_givens=min_givens, max_givens=max_givens)
+    workers = min(workers or os.cpu_count() or 1, max(1, num_puzzles // 100))
     puzzles = np.zeros((num_puzzles, n * n), dtype=np.int8)
     solutions = np.zeros_like(puzzles)
     ratings = np.zeros(num_puzzles, dtype=np.int64)
-    for index in range(num_puzzles):
-        puzzles[index], solutions[index], ratings[index] = generate_puzzle(rng, box, min_givens, max_givens)
-        if progress is not None:
-            progress(1)
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 else nullcontext() as pool:
+        made = pool.map(make, seeds, chunksize=8) if pool else map(make, seeds)
+        for index, (puzzle, solution, puzzle_rating) in enumerate(made):
+            puzzles[index], solutions[index], ratings[index] = puzzle, solution, puzzle_rating
+            if progress is not None:
+                progress(1)
     return from_puzzles(puzzles, solutions, augmentations, augmentation_seed, box, ratings)
