@@ -450,6 +450,18 @@ def test_build_dataset_is_the_same_in_worker_processes():
         np.testing.assert_array_equal(two[key], one[key])
 
 
+def test_a_long_puzzle_list_is_solved_in_processes_in_order(tmp_path):
+    """250 lines: enough for worker processes; every answer lands on its own line, with a bar tick each."""
+    data = sd.build_dataset(250, augmentations=0, rng_seed=3, box=2, min_givens=4, max_givens=8)
+    path = tmp_path / "puzzles.txt"
+    path.write_text("# 4x4\n" + "\n".join(sd.grid_to_string(sd.decode(row)) for row in data["inputs"]) + "\n")
+    calls = []
+    puzzles, solutions, _ = sd.load_sudoku_lines(path, box=2, progress=calls.append)
+    assert calls == [1] * 250 and sd.count_puzzle_lines(path) == 250
+    np.testing.assert_array_equal(sd.encode(puzzles), data["inputs"])
+    np.testing.assert_array_equal(sd.encode(solutions), data["labels"])
+
+
 def test_build_dataset_4x4_without_augmentation():
     data = sd.build_dataset(10, augmentations=0, rng_seed=0, box=2, min_givens=4, max_givens=10)
     assert data["inputs"].shape == (10, 16) and data["labels"].max() <= sd.vocab_size(2) - 1

@@ -119,7 +119,7 @@ class Sudoku(Task):
         self, path: str, augmentations: int, seed: int, count: int | None = None, which: int = 0
     ) -> dict[str, np.ndarray]:
         """Puzzles of a file, kept by task.min_difficulty; `count` of them drawn with the seed (None: all)."""
-        puzzles, solutions, ratings = sd.load_sudoku_file(path, self.box)
+        puzzles, solutions, ratings = self._load_file(path)
         if self.min_difficulty is not None:
             keep = ratings >= self.min_difficulty
             if not keep.any():
@@ -176,8 +176,16 @@ class Sudoku(Task):
             self._splits = {"train": to_split(train), "test": to_split(test)}
         return self._splits
 
+    def _load_file(self, path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A file's puzzles, solutions and ratings; a bar while the puzzles of a plain list are solved."""
+        count = sd.count_puzzle_lines(path)
+        if not count:
+            return sd.load_sudoku_file(path, self.box)
+        with progress(f"Solving the {count} puzzles of {Path(path).name}", count) as advance:
+            return sd.load_sudoku_file(path, self.box, advance)
+
     def read_file(self, path: str | Path) -> Split:
-        puzzles, solutions, _ = sd.load_sudoku_file(path, self.box)
+        puzzles, solutions, _ = self._load_file(path)
         return to_split({"inputs": sd.encode(puzzles), "labels": sd.encode(solutions)})
 
     def parse_input(self, text: str) -> torch.Tensor:

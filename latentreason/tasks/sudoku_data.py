@@ -514,8 +514,11 @@ def _reparse_line(path: Path, lineno: int, box: int, table: np.ndarray) -> None:
             return
 
 
-def load_sudoku_lines(path: str | Path, box: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Puzzles from a text file of one n*n-character puzzle per line, solved here.
+def load_sudoku_lines(
+    path: str | Path, box: int = 3, progress: Callable[[int], object] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Puzzles from a text file of one n*n-character puzzle per line, solved here (in one process
+    per CPU core; hard puzzles take a third of a second each). `progress(1)` after each puzzle.
 
     Empty lines and lines starting with '#' are skipped. Every puzzle must have exactly one
     solution; ratings are the solver's node counts (see `rating`).
@@ -526,13 +529,12 @@ def load_sudoku_lines(path: str | Path, box: int = 3) -> tuple[np.ndarray, np.nd
     lines = list(_content_lines(path))
     if not lines:
         raise _no_puzzles_error(path, 1, f"one puzzle of {n * n} characters per line")
-    puzzles = np.zeros((len(lines), n * n), dtype=np.int8)
+    puzzles = np.stack([_parse_grid(text, box, table, "puzzle", f"{path}:{lineno}") for lineno, text in lines])
     solutions = np.zeros_like(puzzles)
     ratings = np.zeros(len(lines), dtype=np.int64)
-    for index, (lineno, text) in enumerate(lines):
-        where = f"{path}:{lineno}"
-        puzzles[index] = _parse_grid(text, box, table, "puzzle", where)
-        found, nodes = solve_with_stats(puzzles[index], box, limit=2)
+    solve_two = functools.partial(solve_with_stats, box=box, limit=2)
+    for index, (found, nodes) in enumerate(_in_processes(solve_two, list(puzzles), None, progress)):
+        where = f"{path}:{lines[index][0]}"
         if not found:
             raise DatasetFormatError(f"{where}: the puzzle has no solution; check its givens for typos")
         if len(found) > 1:
@@ -544,12 +546,21 @@ def load_sudoku_lines(path: str | Path, box: int = 3) -> tuple[np.ndarray, np.nd
     return puzzles, solutions, ratings
 
 
-def load_sudoku_file(path: str | Path, box: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Load either format: CSV when the first content line has a comma, else one puzzle per line."""
+def load_sudoku_file(
+    path: str | Path, box: int = 3, progress: Callable[[int], object] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Load either format: CSV when the first content line has a comma, else one puzzle per line
+    (solved here; `progress(1)` after each)."""
     first = next(_content_lines(Path(path)), None)
     if first is not None and "," in first[1]:
         return load_sudoku_csv(path, box)
-    return load_sudoku_lines(path, box)
+    return load_sudoku_lines(path, box, progress)
+
+
+def count_puzzle_lines(path: str | Path) -> int:
+    """How many puzzles a one-puzzle-per-line file holds (0 for a CSV file, which needs no solving)."""
+    lines = list(_content_lines(Path(path)))
+    return 0 if lines and "," in lines[0][1] else len(lines)
 
 
 # --------------------------------------------------------------------------------------------
@@ -600,6 +611,17 @@ def from_puzzles(
     }
 
 
+def _in_processes(function: Callable, items: list, workers: int | None, progress: Callable[[int], object] | None):
+    """`function` over `items` in order, in one process per CPU core (or `workers`) when there are
+    enough items to repay starting them (about a second each); `progress(1)` after each item."""
+    workers = min(workers or os.cpu_count() or 1, max(1, len(items) // 100))
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 else nullcontext() as pool:
+        for result in pool.map(function, items, chunksize=8) if pool else map(function, items):
+            if progress is not None:
+                progress(1)
+            yield result
+
+
 def _generate_one(seed: np.random.SeedSequence, box: int, min_givens: int, max_givens: int):
     return generate_puzzle(np.random.default_rng(seed), box, min_givens, max_givens)
 
@@ -625,14 +647,9 @@ def build_dataset(
     generation_seed, augmentation_seed = np.random.SeedSequence(rng_seed).spawn(2)
     seeds = generation_seed.spawn(num_puzzles)
     make = functools.partial(_generate_one, box=box, min_givens=min_givens, max_givens=max_givens)
-    workers = min(workers or os.cpu_count() or 1, max(1, num_puzzles // 100))
     puzzles = np.zeros((num_puzzles, n * n), dtype=np.int8)
     solutions = np.zeros_like(puzzles)
     ratings = np.zeros(num_puzzles, dtype=np.int64)
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 else nullcontext() as pool:
-        made = pool.map(make, seeds, chunksize=8) if pool else map(make, seeds)
-        for index, (puzzle, solution, puzzle_rating) in enumerate(made):
-            puzzles[index], solutions[index], ratings[index] = puzzle, solution, puzzle_rating
-            if progress is not None:
-                progress(1)
+    for index, made in enumerate(_in_processes(make, seeds, workers, progress)):
+        puzzles[index], solutions[index], ratings[index] = made
     return from_puzzles(puzzles, solutions, augmentations, augmentation_seed, box, ratings)
