@@ -300,7 +300,7 @@ def bench(args: list[str], steps: int = 8, warmup: int = 3, peers: bool = True) 
     inputs, labels, ids = (test[k][:count].to(device) for k in ("inputs", "labels", "puzzle_ids"))
     with ours.autocast():
         rows += inference_rows(ours.model, inputs, labels, ids, device, repeats=3)
-    return report(args, config, device, precision, peak_dtype, peak_values, peak, rows)
+    return report(args, config, device, precision, peak_dtype, peak_values, peak, rows, compiled)
 
 
 def with_overrides(config, changes: dict):
@@ -328,7 +328,7 @@ def machine() -> dict:
     return info
 
 
-def report(args, config, device, precision, peak_dtype, peak_values, peak, rows: list[Row]) -> dict:
+def report(args, config, device, precision, peak_dtype, peak_values, peak, rows: list[Row], compiled: bool) -> dict:
     return {
         "command": "latentreason bench " + " ".join(args),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
@@ -336,7 +336,7 @@ def report(args, config, device, precision, peak_dtype, peak_values, peak, rows:
         "machine": machine(),
         "device": str(device),
         "precision": precision,
-        "compile": compile_enabled(config.trainer),
+        "compile": compiled,  # of the training step; inference always runs eager (Core.set_updates)
         "peak": {"dtype": str(peak_dtype).removeprefix("torch."), "flop_per_s": peak, "all": spread(peak_values)},
         "peak_memory_bytes": peak_memory_bytes(device),
         "rows": [{**asdict(r), **r.rates(peak)} for r in rows],
@@ -410,9 +410,8 @@ def bench_checkpoint(path: str, limit: int, repeats: int, args: list[str]) -> di
     rows = inference_rows(model, inputs, labels, ids, device, repeats)
     model.eval()
     peak_values += matmul_peak(device, torch.float32)
-    return report(
-        args, trained.config, device, "32-true", torch.float32, peak_values, statistics.median(peak_values), rows
-    )
+    peak = statistics.median(peak_values)
+    return report(args, trained.config, device, "32-true", torch.float32, peak_values, peak, rows, compiled=False)
 
 
 BENCH_OPTIONS = ("steps", "warmup", "json", "peers", "ckpt", "limit")
