@@ -1,4 +1,4 @@
-"""trainer.compile: compiled updates match eager ones, and early exit does not recompile per batch size."""
+"""trainer.compile: compiled training matches eager, evaluation runs eager, and when `auto` compiles."""
 
 from __future__ import annotations
 
