@@ -71,7 +71,7 @@ def tiny_run(tmp_path, name: str, *overrides: str, recipe: str = "hrm_sudoku") -
     return metrics
 
 
-def test_a_compiled_trm_run_trains_evaluates_and_finishes(tmp_path, monkeypatch):
+def test_a_compiled_trm_run_trains_evaluates_and_finishes(tmp_path):
     """The README's recipe compiled, with an evaluation during training and the final one.
 
     Before, its final evaluation (Lightning's test loop, under inference mode) died with
@@ -83,16 +83,16 @@ def test_a_compiled_trm_run_trains_evaluates_and_finishes(tmp_path, monkeypatch)
     counters.clear()
     # Training needs a graph with and one without gradient per update function (and a spare); any
     # more means evaluation compiled its own, which the README's run could not afford.
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 3)
-    metrics = tiny_run(
-        tmp_path,
-        "compiled",
-        *trm,
-        "trainer.compile=true",
-        "trainer.max_steps=4",
-        "trainer.eval_every=2",
-        recipe="trm_sudoku",
-    )
+    with torch._dynamo.config.patch(recompile_limit=3):
+        metrics = tiny_run(
+            tmp_path,
+            "compiled",
+            *trm,
+            "trainer.compile=true",
+            "trainer.max_steps=4",
+            "trainer.eval_every=2",
+            recipe="trm_sudoku",
+        )
     assert counters["stats"]["unique_graphs"] > 0, "the run compiled nothing"
     assert 0.0 <= metrics["exact_accuracy"] <= 1.0
 

@@ -236,7 +236,8 @@ def test_noise_select_with_sigma_zero_equals_single_and_noise_changes_candidates
     assert torch.allclose(still["confidence"], single["confidence"], atol=1e-6)  # a 4x larger batch rounds differently
     assert still["compute"]["forward_passes"] == 4 * single["compute"]["forward_passes"]
     noisy = evaluate(trained, split, {"name": "noise_select", "samples": 4, "sigma": 1.0, "clean": True})
-    assert (noisy["confidence"] >= single["confidence"]).all()  # the clean candidate is among the choices
+    # the clean candidate is among the choices (its confidence rounds differently in the larger batch)
+    assert (noisy["confidence"] >= single["confidence"] - 1e-6).all()
     assert (noisy["confidence"] > single["confidence"]).any()  # and the noise found others
 
 
