@@ -20,6 +20,7 @@ from rich.table import Table
 
 from latentreason.infer import evaluate
 from latentreason.inference import load_checkpoint
+from latentreason.tasks import sudoku_data as sd
 
 STRATEGIES = {
     "single": {"name": "single"},
@@ -38,7 +39,7 @@ def main() -> None:
     trained = load_checkpoint(args.ckpt)
     split = trained.task.read_file(args.data)
     count = len(split["inputs"]) if args.limit is None else min(args.limit, len(split["inputs"]))
-    givens = (split["inputs"][:count] > 1).sum(dim=1)  # token 1 is a blank cell, 2-10 the digits
+    givens = torch.tensor([sd.count_givens(sd.decode(row)) for row in split["inputs"][:count].numpy()])
     labels = split["labels"][:count]
     exact = {}
     for name in args.strategies:
