@@ -184,22 +184,29 @@ class OurStep:
 # -- inference -----------------------------------------------------------------------------------
 
 
-def inference_rows(model, inputs, labels, ids, device, repeats: int) -> list[Row]:
-    """run_to_halt on one batch at max steps and with per-example early exit (the policy's q_halt rule)."""
+def inference_rows(model, inputs, labels, ids, device, repeats: int, thresholds: tuple[float, ...] = ()) -> list[Row]:
+    """run_to_halt on one batch at max steps and with per-example early exit (the policy's q_halt rule).
+
+    `thresholds` adds an early-exit row for each (default: the policy's own `eval_threshold`), to find
+    the threshold whose accuracy matches running every row to max steps.
+    """
     from latentreason.inference import run_to_halt
     from latentreason.train.deep_supervision import per_row_results
 
     policy = model.policy
     rows = []
     saved = getattr(policy, "eval_halt", None)
-    modes = [("max_steps", "every row runs all segments")]
+    modes = [("max_steps", None, "every row runs all segments")]
     if saved is not None:
-        modes.append(("q_halt", "a row leaves when sigmoid(q_halt) > threshold"))
+        for t in thresholds or (policy.eval_threshold,):
+            modes.append(("q_halt", t, f"a row leaves when sigmoid(q_halt) > {t:g}"))
+        saved_threshold = policy.eval_threshold
     model.eval()
     try:
-        for rule, what in modes:
+        for rule, threshold, what in modes:
             if saved is not None:
                 policy.eval_halt = rule
+                policy.eval_threshold = saved_threshold if threshold is None else threshold
             out = {}
 
             def call(out=out):
@@ -210,7 +217,9 @@ def inference_rows(model, inputs, labels, ids, device, repeats: int) -> list[Row
             results = per_row_results(logits, labels)
             rows.append(
                 Row(
-                    f"inference ({rule})",
+                    f"inference ({rule})"
+                    if threshold is None or not thresholds
+                    else f"inference ({rule} > {threshold:g})",
                     what,
                     spread(times),
                     examples_per_step=len(inputs),
@@ -223,7 +232,7 @@ def inference_rows(model, inputs, labels, ids, device, repeats: int) -> list[Row
             )
     finally:
         if saved is not None:
-            policy.eval_halt = saved
+            policy.eval_halt, policy.eval_threshold = saved, saved_threshold
         model.train()
     return rows
 
@@ -396,7 +405,7 @@ def print_report(result: dict) -> None:
     )
 
 
-def bench_checkpoint(path: str, limit: int, repeats: int, args: list[str]) -> dict:
+def bench_checkpoint(path: str, limit: int, repeats: int, args: list[str], thresholds: tuple[float, ...] = ()) -> dict:
     """Inference only, on a trained checkpoint's held-out split: every row to max steps vs per-example early exit."""
     from latentreason.inference import load_checkpoint
 
@@ -407,20 +416,35 @@ def bench_checkpoint(path: str, limit: int, repeats: int, args: list[str]) -> di
     count = min(limit, len(test["inputs"]))
     inputs, labels, ids = (test[k][:count].to(device) for k in ("inputs", "labels", "puzzle_ids"))
     peak_values = matmul_peak(device, torch.float32)
-    rows = inference_rows(model, inputs, labels, ids, device, repeats)
+    rows = inference_rows(model, inputs, labels, ids, device, repeats, thresholds)
     model.eval()
     peak_values += matmul_peak(device, torch.float32)
     peak = statistics.median(peak_values)
     return report(args, trained.config, device, "32-true", torch.float32, peak_values, peak, rows, compiled=False)
 
 
-BENCH_OPTIONS = ("steps", "warmup", "json", "peers", "ckpt", "limit")
+BENCH_OPTIONS = ("steps", "warmup", "json", "peers", "ckpt", "limit", "threshold")
+
+
+def parse_thresholds(text: str) -> tuple[float, ...]:
+    """`threshold=0.5,0.8` as probabilities; one clear line for anything else."""
+    from latentreason.errors import ConfigError
+
+    try:
+        values = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        values = (-1.0,)
+    if any(not 0.0 <= v <= 1.0 for v in values):
+        raise ConfigError(
+            f"threshold={text!r} should be probabilities in [0, 1], separated by commas (threshold=0.5,0.8)"
+        )
+    return values
 
 
 def cmd_bench(args: list[str]) -> None:
     """`latentreason bench recipe=NAME [steps=N] [warmup=N] [json=FILE] [peers=false] [key=value ...]`.
 
-    Or `latentreason bench ckpt=PATH [limit=N]`: inference only, on a trained checkpoint.
+    Or `latentreason bench ckpt=PATH [limit=N] [threshold=T[,T...]]`: inference only, on a trained checkpoint.
     """
     from pathlib import Path
 
@@ -442,12 +466,13 @@ def cmd_bench(args: list[str]) -> None:
         if ignored:
             raise ConfigError(
                 f"bench ckpt= times inference of the checkpoint as trained: {', '.join(ignored)} do not apply "
-                "(it takes limit=, steps= and json=)"
+                "(it takes limit=, steps=, threshold= and json=)"
             )
         limit = options.get("limit", "1000")
         if not limit.isdigit() or int(limit) < 1:
             raise ConfigError(f"limit={limit!r} should be a positive whole number")
-        result = bench_checkpoint(options["ckpt"], int(limit), max(1, int(options.get("steps", 3))), args)
+        thresholds = parse_thresholds(options.get("threshold", ""))
+        result = bench_checkpoint(options["ckpt"], int(limit), max(1, int(options.get("steps", 3))), args, thresholds)
         print_report(result)
         if "json" in options:
             Path(options["json"]).write_text(json.dumps(result, indent=2))
@@ -456,7 +481,7 @@ def cmd_bench(args: list[str]) -> None:
         raise ConfigError(
             "usage: latentreason bench recipe=NAME [preset=cpu|paper] [steps=8] [warmup=3] [json=FILE] [peers=false] "
             "[key=value ...]"
-            " | latentreason bench ckpt=PATH [limit=1000] [steps=3] [json=FILE]"
+            " | latentreason bench ckpt=PATH [limit=1000] [steps=3] [threshold=0.5,0.8] [json=FILE]"
         )
     result = bench(
         rest,

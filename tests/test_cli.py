@@ -229,3 +229,21 @@ def test_the_progress_bar_counts_steps_not_epochs(tmp_path, capsys, monkeypatch)
     assert main([*args, "trainer.progress=true", "trainer.max_steps=3", f"output_dir={tmp_path}", "run_name=p"]) == 0
     out = capsys.readouterr().out
     assert "Steps" in out and "3/3" in out and "Epoch" not in out
+
+
+def test_bench_checkpoint_times_early_exit_at_each_threshold(trained):
+    """threshold=0 stops every row after one segment; threshold=1 stops none (a sigmoid never exceeds 1),
+    so that row must match running every row to max steps."""
+    from latentreason.bench import bench_checkpoint
+
+    root, _ = trained
+    result = bench_checkpoint(str(root / "tiny" / "final.ckpt"), 8, 1, [], thresholds=(0.0, 1.0))
+    rows = {row["name"]: row for row in result["rows"]}
+    full, none_leave, all_leave = (
+        rows["inference (max_steps)"],
+        rows["inference (q_halt > 1)"],
+        rows["inference (q_halt > 0)"],
+    )
+    assert full["extra"]["mean_steps"] == none_leave["extra"]["mean_steps"] == 2
+    assert none_leave["extra"]["exact_accuracy"] == full["extra"]["exact_accuracy"]
+    assert all_leave["extra"]["mean_steps"] == 1
