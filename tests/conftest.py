@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -43,6 +46,46 @@ def shared_file(*parts: str) -> Path:
             pytest.fail(f"{path} is missing in CI")
         pytest.skip(f"{path} is not present on this machine (it lives beside the repo, in ../shared/data)")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """A run made in-process sets torch's thread count (trainer.threads=1 in TINY_RUN) for the whole
+    process; without this, every later test would compute on one thread."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def cli_in_process(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`latentreason ARGS` in this process, output captured, as subprocess.run would report it.
+
+    For tests of what a command does: a fresh interpreter adds an import of torch (about 5 s) and
+    nothing else. The console script itself (exit codes, no traceback) is tested through
+    subprocesses in test_bad_input, test_cli and test_ddp. `env` is set for the call only;
+    COLUMNS there sets the console's width.
+    """
+    from latentreason.cli import main
+    from latentreason.console import console
+
+    env = {k: str(v) for k, v in (env or {}).items()}
+    saved_env = {k: os.environ.get(k) for k in env}
+    saved_width = console.width
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        os.environ.update(env)
+        if "COLUMNS" in env:
+            console.width = int(env["COLUMNS"])
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(list(args))
+    finally:
+        console.width = saved_width
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
 
 
 # A tiny HRM run on 9x9 Sudoku through the command line, in seconds; tests add what they vary.

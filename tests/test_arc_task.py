@@ -13,7 +13,7 @@ import pytest
 import torch
 from test_cli import latentreason
 
-from conftest import shared_file
+from conftest import cli_in_process, shared_file
 from latentreason.model import adapt_puzzle_table
 from latentreason.tasks import arc_data as ad
 from latentreason.tasks.arc import IGNORE, Arc
@@ -149,11 +149,11 @@ def fitted(tmp_path_factory):
 def test_a_tiny_model_fits_a_few_tasks_and_eval_writes_a_submission(fitted):
     root, folder, result = fitted
     assert "pass@1 100.0%" in " ".join(result.stdout.split()), result.stdout[-800:]
-    out = latentreason(
+    out = cli_in_process(
         "eval",
         f"ckpt={root / 'fit' / 'final.ckpt'}",
         f"data={folder}",
-        env_extra={"LATENTREASON_CACHE": str(root / "cache")},
+        env={"LATENTREASON_CACHE": str(root / "cache")},
     )
     assert out.returncode == 0, out.stdout + out.stderr
     text = " ".join(out.stdout.split())
@@ -164,12 +164,12 @@ def test_a_tiny_model_fits_a_few_tasks_and_eval_writes_a_submission(fitted):
     for task_id in SMALL[:2]:
         outputs = [pair["output"] for pair in json.loads((folder / f"{task_id}.json").read_text())["test"]]
         assert [entry["attempt_1"] for entry in submission[task_id]] == outputs
-    solved = latentreason(
+    solved = cli_in_process(
         "solve",
         f"ckpt={root / 'fit' / 'final.ckpt'}",
         str(folder / f"{SMALL[0]}.json"),
         f"png={root / 'arc.png'}",
-        env_extra={"LATENTREASON_CACHE": str(root / "cache")},
+        env={"LATENTREASON_CACHE": str(root / "cache")},
     )
     assert solved.returncode == 0, solved.stdout + solved.stderr
     assert re.search(r"attempt 1: \d/5 votes right", solved.stdout) and "expected" in solved.stdout, solved.stdout[
@@ -182,7 +182,7 @@ def test_a_checkpoint_with_10_puzzle_ids_loads_into_data_with_15(fitted, tmp_pat
     root, _, _ = fitted
     bigger = task_folder(tmp_path, SMALL[:3])  # the two trained tasks and a new one: 3 x 5 identifiers
     env = {"LATENTREASON_CACHE": str(root / "cache")}
-    out = latentreason("eval", f"ckpt={root / 'fit' / 'final.ckpt'}", f"data={bigger}", env_extra=env)
+    out = cli_in_process("eval", f"ckpt={root / 'fit' / 'final.ckpt'}", f"data={bigger}", env=env)
     assert out.returncode == 0, out.stdout + out.stderr
     text = " ".join(out.stdout.split())
     assert (
@@ -191,7 +191,7 @@ def test_a_checkpoint_with_10_puzzle_ids_loads_into_data_with_15(fitted, tmp_pat
     ), text[-800:]
     check_submission(root / "fit" / f"eval-{bigger.name}" / "submission.json", bigger, SMALL[:3])
     # fine-tuning on the larger data starts from the checkpoint's weights, with the same account
-    run = latentreason(
+    run = cli_in_process(
         *FIT,
         f"task.train_path={bigger}",
         f"task.eval_path={bigger}",
@@ -199,7 +199,7 @@ def test_a_checkpoint_with_10_puzzle_ids_loads_into_data_with_15(fitted, tmp_pat
         f"init_from={root / 'fit' / 'final.ckpt'}",
         f"output_dir={tmp_path}",
         "run_name=more",
-        env_extra=env,
+        env=env,
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "10 rows kept (matched by name), 5 new rows initialised to the mean" in " ".join(run.stdout.split())
@@ -229,7 +229,7 @@ def test_adapt_puzzle_table_by_name_and_by_position():
 def test_puzzle_embeddings_step_with_the_dense_weights_learning_rate(tmp_path):
     """The first SignSGD step moves a zero row by exactly puzzle_emb_lr x the schedule's first multiplier (1/50)."""
     folder = task_folder(tmp_path, SMALL[:2])
-    run = latentreason(
+    run = cli_in_process(
         *FIT,
         f"task.train_path={folder}",
         f"task.eval_path={folder}",
@@ -239,7 +239,7 @@ def test_puzzle_embeddings_step_with_the_dense_weights_learning_rate(tmp_path):
         "optim.puzzle_emb_weight_decay=0.1",
         f"output_dir={tmp_path}",
         "run_name=one",
-        env_extra={"LATENTREASON_CACHE": str(tmp_path / "cache")},
+        env={"LATENTREASON_CACHE": str(tmp_path / "cache")},
     )
     assert run.returncode == 0, run.stdout + run.stderr
     table = torch.load(tmp_path / "one" / "final.ckpt", weights_only=True)["state_dict"]["model.puzzle.table"]

@@ -10,18 +10,21 @@ import sys
 import pytest
 import torch
 
-from conftest import TINY_RUN
+from conftest import TINY_RUN, cli_in_process
 from latentreason.train.checkpoint_io import AtomicCheckpointIO
 from latentreason.train.checkpoints import read_checkpoint
 
 TINY = [*TINY_RUN, "trainer.max_steps=6", "trainer.checkpoint_every=2", "trainer.keep_checkpoints=2"]
 
 
-def latentreason(*args, cache):
-    env = {**os.environ, "LATENTREASON_CACHE": str(cache)}
-    result = subprocess.run(
-        [sys.executable, "-m", "latentreason.cli", *args], capture_output=True, text=True, env=env, timeout=300
-    )
+def latentreason(*args, cache, in_process: bool = False):
+    """The console script (or, for a command's message alone, `cli_in_process`); returns the result and its text."""
+    env = {"LATENTREASON_CACHE": str(cache)}
+    if in_process:
+        result = cli_in_process(*args, env=env)
+    else:
+        command = [sys.executable, "-m", "latentreason.cli", *args]
+        result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **env}, timeout=300)
     return result, " ".join((result.stdout + result.stderr).split())
 
 
@@ -67,7 +70,7 @@ def test_a_truncated_checkpoint_is_named_with_the_previous_good_one(trained, kil
     last = killed_run / "checkpoints" / "last.ckpt"
     truncate(last)
     if command == "eval":
-        result, text = latentreason("eval", f"ckpt={last}", cache=trained / "cache")
+        result, text = latentreason("eval", f"ckpt={last}", cache=trained / "cache", in_process=True)
     else:
         result, text = latentreason(
             *TINY,
@@ -76,6 +79,7 @@ def test_a_truncated_checkpoint_is_named_with_the_previous_good_one(trained, kil
             "run_name=run",
             f"resume={last}",
             cache=trained / "cache",
+            in_process=True,
         )
     assert result.returncode == 2, text
     assert "Traceback" not in text
@@ -89,7 +93,7 @@ def test_when_the_two_newest_are_damaged_the_third_is_offered(trained, killed_ru
     checkpoints = killed_run / "checkpoints"
     truncate(checkpoints / "last.ckpt", keep=0.1)
     truncate(checkpoints / "step-000006.ckpt", keep=0.9)
-    result, text = latentreason("eval", f"ckpt={checkpoints / 'last.ckpt'}", cache=trained / "cache")
+    result, text = latentreason("eval", f"ckpt={checkpoints / 'last.ckpt'}", cache=trained / "cache", in_process=True)
     assert result.returncode == 2 and "Traceback" not in text, text
     assert f"ckpt={checkpoints / 'step-000004.ckpt'}" in text and "(step 4)" in text
 
@@ -100,7 +104,7 @@ def test_a_flipped_byte_is_caught_by_the_crc_check(trained, tmp_path):
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF  # inside a tensor's bytes: torch.load alone would load it silently
     path.write_bytes(bytes(data))
-    result, text = latentreason("eval", f"ckpt={path}", cache=trained / "cache")
+    result, text = latentreason("eval", f"ckpt={path}", cache=trained / "cache", in_process=True)
     assert result.returncode == 2 and "Traceback" not in text, text
     assert "fails its CRC check" in text and "No other checkpoint of this run loads" in text
 

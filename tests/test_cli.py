@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import TINY_RUN
+from conftest import TINY_RUN, cli_in_process
 from latentreason.cli import COMMANDS
 from latentreason.tasks import sudoku_data as sd
 
@@ -59,7 +59,7 @@ def test_eval_on_a_sudoku_extreme_csv(trained, tmp_path):
     puzzles, solutions = zip(*(sd.generate_puzzle(rng, 3, 45, 55)[:2] for _ in range(6)))
     csv = tmp_path / "test.csv"
     _write_csv(csv, puzzles, solutions)
-    result = latentreason("eval", f"ckpt={root / 'tiny' / 'final.ckpt'}", f"data={csv}")
+    result = cli_in_process("eval", f"ckpt={root / 'tiny' / 'final.ckpt'}", f"data={csv}")
     assert result.returncode == 0, result.stderr
     assert "6 examples" in result.stdout and "token accuracy" in result.stdout and "exact accuracy" in result.stdout
 
@@ -70,7 +70,7 @@ def test_eval_malformed_line_names_file_and_line(trained, tmp_path):
     puzzles, solutions = zip(*(sd.generate_puzzle(rng, 3, 45, 55)[:2] for _ in range(4)))
     csv = tmp_path / "broken.csv"
     _write_csv(csv, puzzles, solutions, bad_line=3)
-    result = latentreason("eval", f"ckpt={root / 'tiny' / 'final.ckpt'}", f"data={csv}")
+    result = cli_in_process("eval", f"ckpt={root / 'tiny' / 'final.ckpt'}", f"data={csv}")
     text = " ".join((result.stdout + result.stderr).split())
     assert result.returncode == 2
     assert "broken.csv:3" in text and "Traceback" not in text
@@ -80,7 +80,7 @@ def test_solve_prints_the_grid(trained):
     root, _ = trained
     rng = np.random.default_rng(7)
     puzzle, _, _ = sd.generate_puzzle(rng, 3, 45, 55)
-    result = latentreason(
+    result = cli_in_process(
         "solve", f"ckpt={root / 'tiny' / 'final.ckpt'}", sd.grid_to_string(puzzle), f"png={root / 'solved.png'}"
     )
     assert result.returncode == 0, result.stderr
@@ -95,19 +95,17 @@ def test_eval_compares_inference_strategies_and_solve_takes_one(trained):
     root, _ = trained
     ckpt = f"ckpt={root / 'tiny' / 'final.ckpt'}"
     env = {"COLUMNS": "250", "LATENTREASON_CACHE": str(root / "cache")}
-    result = latentreason("eval", ckpt, "infer=single,augment_vote", "infer.count=3", "limit=4", env_extra=env)
+    result = cli_in_process("eval", ckpt, "infer=single,augment_vote", "infer.count=3", "limit=4", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "forward passes / ex" in result.stdout and "augment_vote (count=3)" in result.stdout
     table = [line for line in result.stdout.splitlines() if line.startswith("│ augment_vote")]
     cells = [cell.strip() for cell in table[0].split("│")]  # strategy, exact, token, segments, passes, compute x single
     assert len(table) == 1 and cells[6] == "3.0"  # 3x the forward passes of a single pass
     puzzle, _, _ = sd.generate_puzzle(np.random.default_rng(7), 3, 45, 55)
-    result = latentreason(
-        "solve", ckpt, sd.grid_to_string(puzzle), "infer=noise_select", "infer.samples=2", env_extra=env
-    )
+    result = cli_in_process("solve", ckpt, sd.grid_to_string(puzzle), "infer=noise_select", "infer.samples=2", env=env)
     assert result.returncode == 0, result.stderr
     assert "noise_select (samples=2), 4 forward passes per puzzle" in result.stdout
-    result = latentreason("eval", ckpt, "infer=single", "infer.count=3", env_extra=env)
+    result = cli_in_process("eval", ckpt, "infer=single", "infer.count=3", env=env)
     assert result.returncode == 2 and "no strategy of single has the key 'count'" in result.stdout
 
 
@@ -205,8 +203,12 @@ def _swiglu(d_in, width):
     return d_in * 2 * width + width * d_in
 
 
-def test_recipe_parameter_counts_from_dry_run():
-    """TRM (MLP mixing) and the 8-layer L-only model, against counts worked out from the layer shapes."""
+def test_recipe_parameter_counts_from_dry_run(capsys):
+    """TRM (MLP mixing) and the 8-layer L-only model, against counts worked out from the layer shapes.
+
+    In-process (the console script's dry run is tested above): each subprocess would cost an import of torch."""
+    from latentreason.cli import main
+
     hidden, vocab, positions = 512, 11, 81 + 16
     heads_and_embeddings = 2 * vocab * hidden + (hidden + 1)  # embedding + lm head + halt-only head
     token_mlp = _swiglu(positions, 512)  # round(4 * 97 * 2/3) = 259 -> 512
@@ -215,9 +217,9 @@ def test_recipe_parameter_counts_from_dry_run():
     attention = 4 * hidden * hidden
     lonly = 2 * vocab * hidden + (2 * hidden + 2) + 8 * (attention + channel_mlp)
     for recipe, expected in (("trm_sudoku", trm), ("lonly_sudoku", lonly)):
-        result = latentreason("run", f"recipe={recipe}", "preset=paper", "--dry-run")
-        assert result.returncode == 0, result.stderr
-        assert f"{expected:,} trainable parameters" in result.stdout, (recipe, expected, result.stdout[-200:])
+        assert main(["run", f"recipe={recipe}", "preset=paper", "--dry-run"]) == 0
+        out = capsys.readouterr().out
+        assert f"{expected:,} trainable parameters" in out, (recipe, expected, out[-200:])
 
 
 def test_the_progress_bar_counts_steps_not_epochs(tmp_path, capsys, monkeypatch):

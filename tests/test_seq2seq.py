@@ -12,6 +12,7 @@ import sys
 import pytest
 import torch
 
+from conftest import cli_in_process
 from latentreason import registry
 from latentreason.errors import ConfigError, DatasetFormatError
 from latentreason.tasks.seq2seq import IGNORE, PAD, Seq2Seq
@@ -138,11 +139,14 @@ def test_train_from_a_csv_on_the_command_line_then_eval_and_solve(tmp_path):
     assert last < 0.6 * first
 
     final = tmp_path / "rev" / "final.ckpt"
-    evaluated = cli("eval", f"ckpt={final}", f"data={tmp_path / 'new.jsonl'}", cache=tmp_path / "cache")
+    env = {
+        "LATENTREASON_CACHE": tmp_path / "cache"
+    }  # eval and solve in-process: the run above was the console script's
+    evaluated = cli_in_process("eval", f"ckpt={final}", f"data={tmp_path / 'new.jsonl'}", env=env)
     assert evaluated.returncode == 0, evaluated.stderr
     assert "100 examples" in evaluated.stdout and "exact accuracy" in evaluated.stdout
-    solved = cli("solve", f"ckpt={final}", "a b c d e", cache=tmp_path / "cache")
+    solved = cli_in_process("solve", f"ckpt={final}", "a b c d e", env=env)
     assert solved.returncode == 0, solved.stderr
     assert "│ a b c d e │" in solved.stdout and "after 4 segments" in solved.stdout
-    bad = cli("solve", f"ckpt={final}", "a b z", cache=tmp_path / "cache")
+    bad = cli_in_process("solve", f"ckpt={final}", "a b z", env=env)
     assert bad.returncode == 2 and "'z' is not in the vocabulary" in bad.stdout
