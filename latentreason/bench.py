@@ -194,19 +194,16 @@ def inference_rows(model, inputs, labels, ids, device, repeats: int, thresholds:
     from latentreason.train.deep_supervision import per_row_results
 
     policy = model.policy
-    rows = []
-    saved = getattr(policy, "eval_halt", None)
-    modes = [("max_steps", None, "every row runs all segments")]
+    saved = (policy.eval_halt, policy.eval_threshold) if hasattr(policy, "eval_halt") else None
+    modes = [("max_steps", None)]
     if saved is not None:
-        for t in thresholds or (policy.eval_threshold,):
-            modes.append(("q_halt", t, f"a row leaves when sigmoid(q_halt) > {t:g}"))
-        saved_threshold = policy.eval_threshold
+        modes += [("q_halt", t) for t in thresholds or (saved[1],)]
+    rows = []
     model.eval()
     try:
-        for rule, threshold, what in modes:
+        for rule, threshold in modes:
             if saved is not None:
-                policy.eval_halt = rule
-                policy.eval_threshold = saved_threshold if threshold is None else threshold
+                policy.eval_halt, policy.eval_threshold = rule, saved[1] if threshold is None else threshold
             out = {}
 
             def call(out=out):
@@ -215,11 +212,14 @@ def inference_rows(model, inputs, labels, ids, device, repeats: int, thresholds:
             _, times = time_calls(call, device, warmup=1, repeats=repeats)
             logits, steps, _ = out["result"]
             results = per_row_results(logits, labels)
+            if threshold is None:
+                name, what = f"inference ({rule})", "every row runs all segments"
+            else:
+                name = f"inference ({rule} > {threshold:g})" if thresholds else f"inference ({rule})"
+                what = f"a row leaves when sigmoid(q_halt) > {threshold:g}"
             rows.append(
                 Row(
-                    f"inference ({rule})"
-                    if threshold is None or not thresholds
-                    else f"inference ({rule} > {threshold:g})",
+                    name,
                     what,
                     spread(times),
                     examples_per_step=len(inputs),
@@ -232,7 +232,7 @@ def inference_rows(model, inputs, labels, ids, device, repeats: int, thresholds:
             )
     finally:
         if saved is not None:
-            policy.eval_halt, policy.eval_threshold = saved, saved_threshold
+            policy.eval_halt, policy.eval_threshold = saved
         model.train()
     return rows
 

@@ -351,7 +351,7 @@ def cmd_bench(args: list[str]) -> None:
     """Time training steps and inference: step time, FLOP/s, % of a matmul peak measured in the same run, peers.
 
     usage: latentreason bench recipe=NAME [steps=N] [warmup=N] [json=FILE] [peers=false] [key=value ...]
-           latentreason bench ckpt=PATH [limit=N] [steps=N] [json=FILE]   (inference only, on a trained checkpoint)
+           latentreason bench ckpt=PATH [limit=N] [steps=N] [threshold=T,...] [json=FILE]   (inference only)
 
     options:
       recipe=NAME         the recipe to time (its preset and overrides apply as in `run`)
@@ -359,6 +359,7 @@ def cmd_bench(args: list[str]) -> None:
       json=FILE           also write the results, with machine, date, torch version and the command
       peers=false         leave out the peers (hrm-pytorch, tiny-recursive-model, the reference code)
       limit=N             with ckpt=: the held-out rows to predict
+      threshold=T,...     with ckpt=: one early-exit row per threshold (default: the checkpoint's own)
 
     example:
       latentreason bench recipe=hrm_sudoku preset=cpu task.box=3
