@@ -8,6 +8,7 @@ import os
 import subprocess
 import tempfile
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
@@ -69,22 +70,15 @@ def cli_in_process(*args: str, env: dict | None = None) -> subprocess.CompletedP
     from latentreason.console import console
 
     env = {k: str(v) for k, v in (env or {}).items()}
-    saved_env = {k: os.environ.get(k) for k in env}
-    saved_width = console.width
+    width = int(env["COLUMNS"]) if "COLUMNS" in env else None  # None: the console's own choice
     out, err = io.StringIO(), io.StringIO()
-    try:
-        os.environ.update(env)
-        if "COLUMNS" in env:
-            console.width = int(env["COLUMNS"])
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = main(list(args))
-    finally:
-        console.width = saved_width
-        for k, v in saved_env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    with (
+        mock.patch.dict(os.environ, env),
+        mock.patch.object(console, "_width", width),
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+    ):
+        code = main(list(args))
     return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
 
 
