@@ -41,18 +41,28 @@ def hard_puzzles(path: Path, count: int, givens: tuple[int, int], seed: int = 12
 
 
 def hard_exact(checkpoint: Path, puzzles: Path) -> str:
-    """Exact accuracy of `latentreason eval ckpt=... data=FILE`, read from its one-line summary."""
-    command = [sys.executable, "-m", "latentreason.cli", "eval", f"ckpt={checkpoint}", f"data={puzzles}"]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SystemExit(f"eval of {checkpoint} failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
-    out = " ".join(result.stdout.split())
-    return f"{float(out.split('exact accuracy ')[1].split('%')[0]) / 100:.1%}"
+    """Exact accuracy of one pass at max steps on the file, as `latentreason eval ckpt=... data=FILE` scores it."""
+    import torch
+
+    from latentreason.infer import evaluate
+    from latentreason.inference import load_checkpoint
+
+    trained = load_checkpoint(str(checkpoint))
+    with torch.no_grad():
+        out = evaluate(trained, trained.task.read_file(puzzles), "single")
+    return f"{out['metrics']['exact_accuracy']:.1%}"
+
+
+def run_name(entry: str) -> str:
+    """The run folder of a recipe with its overrides: "diffusion_sudoku core.train_start=noise" ->
+    diffusion_sudoku-core_train_start_noise."""
+    recipe, *overrides = entry.split()
+    return "-".join([recipe, *(o.replace("=", "_").replace(".", "_") for o in overrides)])
 
 
 def run_one(entry: str, minutes: float, seed: int, root: Path) -> dict[str, str]:
     recipe, *overrides = entry.split()
-    name = "-".join([recipe, *(o.replace("=", "_").replace(".", "_") for o in overrides)])
+    name = run_name(entry)
     command = [
         sys.executable,
         "-m",
@@ -90,7 +100,6 @@ def run_one(entry: str, minutes: float, seed: int, root: Path) -> dict[str, str]
         .split(" min")[0]
     )
     return {
-        "name": name,
         "recipe": entry,
         "parameters": params,
         "steps": str(steps),
@@ -120,8 +129,7 @@ def main() -> None:
     results = []
     for entry in args.recipes:
         result = run_one(entry, args.minutes, args.seed, root)
-        name = result.pop("name")
-        result["hard exact"] = hard_exact(root / name / "final.ckpt", hard)
+        result["hard exact"] = hard_exact(root / run_name(entry) / "final.ckpt", hard)
         results.append(result)
         print(result, flush=True)
 
