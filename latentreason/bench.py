@@ -433,8 +433,8 @@ def parse_thresholds(text: str) -> tuple[float, ...]:
     try:
         values = tuple(float(part) for part in text.split(",") if part.strip())
     except ValueError:
-        values = (-1.0,)
-    if any(not 0.0 <= v <= 1.0 for v in values):
+        values = None
+    if values is None or any(not 0.0 <= v <= 1.0 for v in values):
         raise ConfigError(
             f"threshold={text!r} should be probabilities in [0, 1], separated by commas (threshold=0.5,0.8)"
         )

@@ -188,6 +188,8 @@ def test_every_command_has_help_with_usage_options_and_an_example(command, capsy
         (["run", "--dry"], "`latentreason run` has no option '--dry'; it takes --dry-run"),
         (["data", "recipe=["], "cannot read the overrides"),
         (["eval", "ckpt=x", "batch=3"], "`latentreason eval` has no option 'batch'"),
+        (["bench", "ckpt=x", "threshold=0.5,high"], "threshold='0.5,high' should be probabilities in [0, 1]"),
+        (["bench", "ckpt=x", "threshold=1.5"], "threshold='1.5' should be probabilities in [0, 1]"),
     ],
 )
 def test_a_wrong_option_is_one_clear_line(args, expected, capsys):

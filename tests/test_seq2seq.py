@@ -139,9 +139,8 @@ def test_train_from_a_csv_on_the_command_line_then_eval_and_solve(tmp_path):
     assert last < 0.6 * first
 
     final = tmp_path / "rev" / "final.ckpt"
-    env = {
-        "LATENTREASON_CACHE": tmp_path / "cache"
-    }  # eval and solve in-process: the run above was the console script's
+    # eval and solve in-process: the run above was the console script's
+    env = {"LATENTREASON_CACHE": tmp_path / "cache"}
     evaluated = cli_in_process("eval", f"ckpt={final}", f"data={tmp_path / 'new.jsonl'}", env=env)
     assert evaluated.returncode == 0, evaluated.stderr
     assert "100 examples" in evaluated.stdout and "exact accuracy" in evaluated.stdout
