@@ -147,7 +147,7 @@ class Sudoku(Task):
                 "box": self.box,
                 "givens": [self.min_givens, self.max_givens],
                 "seed": self.seed,
-                "version": 1,
+                "version": 2,  # 2: each puzzle seeded on its own (faf3e48); a cache of version 1 holds other puzzles
             }
             if self.dataset or self.min_difficulty is not None:
                 key.update(dataset=bool(self.dataset), min_difficulty=self.min_difficulty)
