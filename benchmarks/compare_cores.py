@@ -8,7 +8,8 @@ steps for all: a compile would eat a different share of each budget), then is ev
 whole held-out split and on harder generated puzzles (`--hard-givens`, default 30-36, from another
 seed: the check that a core generalises beyond the givens it was trained on). A recipe may carry
 overrides in quotes ("diffusion_sudoku core.train_start=noise"). Writes a markdown table to
-docs/comparison.md and prints it.
+docs/comparison.md and prints it; rows of recipes not run this time are kept (`--recipes trm_sudoku`
+reruns one row after its preset changed).
 """
 
 from __future__ import annotations
@@ -111,6 +112,21 @@ def run_one(entry: str, minutes: float, seed: int, root: Path) -> dict[str, str]
     }
 
 
+def merged_rows(old_page: str, results: list[dict]) -> list[dict]:
+    """The new results, with the rows of the old table whose recipes were not run this time kept in place.
+
+    So `--recipes trm_sudoku` after a change to one preset reruns its row, not the whole table.
+    """
+    new = {r["recipe"]: r for r in results}
+    rows = []
+    for line in old_page.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not line.startswith("| ") or len(cells) != len(COLUMNS) or cells[0] == "recipe":
+            continue
+        rows.append(new.pop(cells[0]) if cells[0] in new else dict(zip(COLUMNS, cells)))
+    return rows + list(new.values())
+
+
 NOTES = "\n## Reading\n"  # what follows this heading in the output is kept when the table is regenerated
 
 
@@ -145,6 +161,7 @@ def main() -> None:
     low, high = args.hard_givens
     output = Path(args.output)
     kept = output.read_text().partition(NOTES) if output.is_file() else ("", "", "")
+    results = merged_rows(kept[0], results)
     lines = [
         "# Cores compared at the same wall-clock budget",
         "",

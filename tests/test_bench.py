@@ -91,3 +91,27 @@ def test_attention_flops_are_counted_on_cpu():
     flops = count_flops(lambda: torch.nn.functional.scaled_dot_product_attention(q, q, q).sum().backward())
     forward = 2 * (2 * 2 * 4 * 10 * 10 * 8)
     assert flops == forward + 5 * forward // 2  # torch's backward formula: 5 products (QK^T recomputed)
+
+
+def test_compare_cores_reruns_one_row_and_keeps_the_others():
+    """`compare_cores.py --recipes X` replaces X's row of the existing table and keeps every other row in place."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_cores.py"
+    spec = importlib.util.spec_from_file_location("compare_cores", path)
+    compare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare)
+
+    def row(recipe, steps):
+        return {c: (recipe if c == "recipe" else steps if c == "steps" else "x") for c in compare.COLUMNS}
+
+    def line(r):
+        return "| " + " | ".join(r[c] for c in compare.COLUMNS) + " |"
+
+    header = "| " + " | ".join(compare.COLUMNS) + " |"
+    page = "\n".join(
+        ["# title", "", header, "|" + "---|" * len(compare.COLUMNS), line(row("a", "1")), line(row("b", "2"))]
+    )
+    merged = compare.merged_rows(page, [row("b", "9"), row("c", "3")])
+    assert [(r["recipe"], r["steps"]) for r in merged] == [("a", "1"), ("b", "9"), ("c", "3")]
