@@ -19,11 +19,10 @@ import statistics
 import time
 
 import torch
-from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from latentreason.bench import OurStep, count_flops, matmul_peak
+from latentreason.bench import OurStep, matmul_peak, step_flops
 from latentreason.config import load_config
 from latentreason.tasks.base import build_task
 
@@ -44,9 +43,7 @@ def main() -> None:
         torch.set_num_threads(int(config.trainer.threads or torch.get_num_threads()))
         task = build_task(config)
         splits = task.splits()
-        # FLOPs counted on an eager copy: the counter cannot look inside a compiled graph (same count)
-        eager = OurStep(OmegaConf.merge(config, {"trainer": {"compile": False}}), splits, task, None, cpu)
-        flops[name] = count_flops(lambda eager=eager: eager.model_step(eager.stream.batch(0, cpu)))
+        flops[name] = step_flops(config, splits, task, None, cpu)
         torch.manual_seed(int(config.seed))
         variants[name] = OurStep(config, splits, task, None, cpu)
     batch = variants["A"].stream.batch(0, cpu)

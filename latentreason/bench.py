@@ -266,13 +266,7 @@ def bench(args: list[str], steps: int = 8, warmup: int = 3, peers: bool = True) 
     batch_size, length = ours.stream.local_batch, ours.model.length
 
     peak_before = matmul_peak(device, peak_dtype)
-    # FLOPs on one step (eager: the counter sees the ops a compiled graph would hide; the count is the same)
-    eager = (
-        OurStep(with_overrides(config, {"trainer": {"compile": False}}), splits, task, autocast_dtype, device)
-        if compiled
-        else ours
-    )
-    flops = count_flops(lambda: eager.model_step(eager.stream.batch(0, device)))
+    flops = step_flops(config, splits, task, autocast_dtype, device, None if compiled else ours)
     warm, model_times = time_calls(lambda: ours.model_step(ours.stream.batch(0, device)), device, warmup, steps)
     _, full_times = time_calls(ours.full_step, device, 1, steps)
     peak_after = matmul_peak(device, peak_dtype)
@@ -310,6 +304,14 @@ def bench(args: list[str], steps: int = 8, warmup: int = 3, peers: bool = True) 
     with ours.autocast():
         rows += inference_rows(ours.model, inputs, labels, ids, device, repeats=3)
     return report(args, config, device, precision, peak_dtype, peak_values, peak, rows, compiled)
+
+
+def step_flops(config, splits, task, autocast_dtype, device, eager: OurStep | None = None) -> int:
+    """FLOPs of one training step, counted on an eager step (given, or built here): the counter cannot
+    see inside a compiled graph, and the count is the same."""
+    if eager is None:
+        eager = OurStep(with_overrides(config, {"trainer": {"compile": False}}), splits, task, autocast_dtype, device)
+    return count_flops(lambda: eager.model_step(eager.stream.batch(0, device)))
 
 
 def with_overrides(config, changes: dict):
