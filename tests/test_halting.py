@@ -264,6 +264,23 @@ def test_ema_is_off_by_default_and_not_a_registered_submodule():
     assert all(k.startswith("model.") for k in module.state_dict())
 
 
+def test_ema_builds_with_a_timm_that_has_no_stochastic_rounding(monkeypatch):
+    """timm 1.0.29 (a GPU image's) has no `stochastic_rounding` argument; gpu_check failed on it."""
+    import timm.utils
+
+    import latentreason.train.ema as ema_file
+
+    class OldModelEmaV3(timm.utils.ModelEmaV3):
+        def __init__(self, model, decay=0.9999, use_warmup=False, exclude_buffers=False):
+            super().__init__(model, decay=decay, use_warmup=use_warmup, exclude_buffers=exclude_buffers)
+
+    monkeypatch.setattr(ema_file, "ModelEmaV3", OldModelEmaV3)
+    model = tiny_model()
+    ema = ema_file.make_ema(model, 0.5)
+    assert isinstance(ema, OldModelEmaV3) and ema.decay == 0.5
+    assert torch.equal(ema_parameters(ema)["lm_head.weight"], model.lm_head.weight)
+
+
 def test_evaluation_uses_the_ema_weights_and_checkpoints_keep_them(monkeypatch, tmp_path):
     module = _module("trainer.ema=true", "trainer.ema_decay=0.5", "halt.max_steps=2")
     module.eval()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -18,8 +19,10 @@ def make_ema(model: nn.Module, decay: float) -> ModelEmaV3:
     embedding table) are not averaged: as in TRM's EMA, evaluation uses the live ones.
     """
     # fp32 averages: timm's stochastic rounding (for bf16 averages, with a generator bound to the
-    # device it was made on) is off, so the average can move between devices with its module.
-    ema = ModelEmaV3(model, decay=decay, use_warmup=True, exclude_buffers=True, stochastic_rounding=False)
+    # device it was made on) is off, so the average can move between devices with its module. timm
+    # releases without that option (1.0.29, on a GPU image) round to nearest: nothing to turn off.
+    off = {"stochastic_rounding": False} if "stochastic_rounding" in inspect.signature(ModelEmaV3).parameters else {}
+    ema = ModelEmaV3(model, decay=decay, use_warmup=True, exclude_buffers=True, **off)
     ema.module.requires_grad_(False)
     return ema
 
