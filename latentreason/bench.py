@@ -138,7 +138,7 @@ class OurStep:
 
         self.module = make_module(config, task)
         self.module.attach_data(splits)
-        self.model = self.module.model.to(device)
+        self.model = self.module.to(device).model  # the metrics too, as Lightning moves them
         self.device, self.autocast_dtype = device, autocast_dtype
         self.stream = ExampleStream(splits["train"], int(config.trainer.global_batch_size), int(config.seed))
         self.stream.data = {k: v.to(device) for k, v in self.stream.data.items()}
