@@ -34,7 +34,15 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("LATENTREASON_CACHE", str(ROOT / "benchmarks" / ".cache"))
 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(ROOT / "benchmarks" / ".cache" / "inductor"))
 
-from latentreason.bench import OurStep, inference_rows, matmul_peak, peak_memory_bytes, spread, time_calls  # noqa: E402
+from latentreason.bench import (  # noqa: E402
+    OurStep,
+    inference_rows,
+    matmul_peak,
+    peak_memory_bytes,
+    spread,
+    step_flops,
+    time_calls,
+)
 from latentreason.config import load_config  # noqa: E402
 from latentreason.tasks.base import build_task  # noqa: E402
 
@@ -79,24 +87,10 @@ def train_part(recipe: str, batch: int, steps: int, compile: bool, peak: float, 
     config = compose(recipe, batch, compile, extra)
     task = build_task(config)
     splits = task.splits()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
     ours = OurStep(config, splits, task, torch.bfloat16, device)
-    from latentreason.bench import count_flops
-
-    eager = (
-        ours
-        if not compile
-        else OurStep(
-            compose(recipe, batch, False, extra),
-            splits,
-            task,
-            torch.bfloat16,
-            device,
-        )
-    )
-    flops = count_flops(lambda: eager.model_step(eager.stream.batch(0, device)))
-    eager = None  # free the eager copy's memory before timing
+    flops = step_flops(config, splits, task, torch.bfloat16, device, None if compile else ours)
+    if device.type == "cuda":  # after the FLOP count, whose eager copy of the model is gone by now
+        torch.cuda.reset_peak_memory_stats()
     losses = []
 
     def step():
@@ -217,7 +211,7 @@ def main() -> None:
             results["notes"].append("reference HRM not found (../shared/reference/hrm or $LATENTREASON_REFERENCE)")
             return
         results["reference_hrm"] = {
-            "compiled": "compiled" in row.name,
+            "compiled": not args.cpu_smoke,
             "step_s": row.step_s,
             "flops": row.flops,
             "mfu": row.flops / row.median_s / peak,

@@ -23,7 +23,6 @@ from gpu_check import compose  # noqa: E402  (also sets the cache folders)
 
 from latentreason.bench import OurStep, time_calls  # noqa: E402
 from latentreason.tasks.base import build_task  # noqa: E402
-from latentreason.train.deep_supervision import train_segment  # noqa: E402
 
 
 def main() -> None:
@@ -41,21 +40,15 @@ def main() -> None:
         step.full_step()
     batch = step.stream.batch(0, device)
 
-    def forward_backward():
-        with step.autocast():
-            step.carry, loss, _, _ = train_segment(step.model, step.carry, batch, step.loss_kind)
-        step.optimizer.zero_grad(set_to_none=True)
-        (loss / args.batch).backward()
-
     print(f"{args.recipe}, batch {args.batch}, optimizer {type(step.optimizer).__name__}, torch {torch.__version__}")
     for name, fn in [
         ("whole step", step.full_step),
         ("model step", lambda: step.model_step(batch)),
-        ("forward+backward", forward_backward),
+        ("forward+backward", lambda: step.forward_backward(batch)),
     ]:
         _, times = time_calls(fn, device, 2, 20)
         print(f"{name}: {statistics.median(times) * 1e3:.1f} ms", flush=True)
-    forward_backward()
+    step.forward_backward(batch)
     _, times = time_calls(step.optimizer.step, device, 2, 20)
     print(f"optimizer step: {statistics.median(times) * 1e3:.1f} ms", flush=True)
 
@@ -64,7 +57,7 @@ def main() -> None:
             step.full_step()
         torch.cuda.synchronize()
     table = prof.key_averages()
-    print(table.table(sort_by="self_cuda_time_total", row_limit=30, max_name_column_width=60))
+    print(table.table(sort_by="self_device_time_total", row_limit=30, max_name_column_width=60))
     print(table.table(sort_by="cpu_time_total", row_limit=20, max_name_column_width=60))
 
 

@@ -152,18 +152,21 @@ class OurStep:
             return nullcontext()
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
-    def model_step(self, batch: dict) -> None:
-        """train_segment + backward + optimizer step: what the FLOP count and the model time cover."""
+    def forward_backward(self, batch: dict) -> None:
+        """train_segment + backward: the model's share of a step, without the optimizer."""
         from latentreason.train.deep_supervision import Carry, train_segment
 
         if self.carry is None:
             self.carry = Carry.start(self.model, batch)
         with self.autocast():
-            self.carry, loss, _, self.results = train_segment(self.model, self.carry, batch, self.loss_kind)
+            self.carry, self.loss, _, self.results = train_segment(self.model, self.carry, batch, self.loss_kind)
         self.optimizer.zero_grad(set_to_none=True)
-        (loss / self.stream.local_batch).backward()
+        (self.loss / self.stream.local_batch).backward()
+
+    def model_step(self, batch: dict) -> None:
+        """forward_backward + optimizer step: what the FLOP count and the model time cover."""
+        self.forward_backward(batch)
         self.optimizer.step()
-        self.loss = loss
 
     def full_step(self) -> None:
         """The whole training step: data, model, schedule, puzzle embeddings, EMA, metrics, logged values."""
