@@ -178,7 +178,7 @@ def cmd_eval(args: list[str]) -> None:
       limit=N             only the first N examples
       batch_size=N        examples per forward pass (default: the run's trainer.eval_batch_size)
       out=DIR             where task scores are written (default: <run>/eval-<data>)
-      infer=NAME,...      inference strategies (single, more_steps, noise_select, augment_vote, ensemble:
+      infer=NAME,...      inference strategies (single, more_steps, noise_select, augment_vote, ensemble, fill:
                           latentreason list infer), compared in one table with their compute
       infer.KEY=VALUE     a strategy's setting, e.g. infer.samples=16 infer.sigma=0.2
 

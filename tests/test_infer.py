@@ -305,6 +305,94 @@ def test_augment_vote_over_noise_select_is_one_stacked_batch():
     assert compute.forward_passes == 3 * 2 * 4 * trained.model.policy.max_steps
 
 
+def _stablemax_probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """HRM's stablemax, written out: s(x) = x + 1 for x >= 0, 1 / (1 - x) below; normalised."""
+    s = torch.where(logits >= 0, logits + 1, 1 / (1 - logits))
+    return s / s.sum(-1, keepdim=True)
+
+
+def test_fill_against_a_loop_run_puzzle_by_puzzle():
+    """Direct: each puzzle alone, its surest open cells committed by hand with a sorted list."""
+    trained, split = _trained(), _split(6)
+    model, task, inputs = trained.model, trained.task, split["inputs"].long()
+    rounds, fraction = 6, 0.4
+    expected, passes = [], 0
+    for row in inputs:
+        current = row.clone()
+        for round_ in range(rounds):
+            logits, steps, _ = run_to_halt(model, current[None])
+            passes += int(steps.sum())
+            predicted = logits[0].argmax(-1)
+            answer = torch.where(current != row, current, predicted)
+            open_cells = [i for i in range(len(row)) if current[i] == 1]
+            if round_ == rounds - 1:
+                break
+            sure = _stablemax_probabilities(logits[0].double()).max(-1).values
+            count = max(1, int(np.ceil(fraction * len(open_cells))))
+            surest = sorted(open_cells, key=lambda i: -float(sure[i]))[:count]
+            current[surest] = predicted[surest]
+            if len(surest) == len(open_cells):
+                break
+        expected.append(answer)
+    compute = Compute()
+    got = build_strategy({"name": "fill", "rounds": rounds, "fraction": fraction}).run(
+        model, task, inputs, None, compute
+    )
+    assert torch.equal(got.tokens, torch.stack(expected))
+    assert compute.forward_passes == passes < rounds * len(inputs) * model.policy.max_steps  # finished rows stop
+    one = build_strategy({"name": "fill", "rounds": 1}).run(model, task, inputs, None, Compute())
+    assert torch.equal(one.tokens, build_strategy("single").run(model, task, inputs, None, Compute()).tokens)
+
+
+class SurestCellModel(ScriptedModel):
+    """Right, and sure, only about the first open cell of a puzzle; wrong and unsure about every other one."""
+
+    def __init__(self, labels: torch.Tensor, vocab: int):
+        super().__init__({}, {}, vocab, fallback=lambda r: r)
+        self.labels = labels
+
+    def heads(self, state):
+        logits = []
+        for row in state["x"]:
+            answer = next(label for label in self.labels if ((row == 1) | (row == label)).all())
+            guess = torch.where(row == 1, 2 + (answer - 1) % (self.vocab - 2), row)  # another digit: wrong
+            scale = torch.ones(len(row))
+            if (row == 1).any():
+                first = int((row == 1).nonzero()[0])
+                guess[first], scale[first] = answer[first], 5.0
+            logits.append(nn.functional.one_hot(guess, self.vocab).float() * scale[:, None])
+        return torch.stack(logits), {"q_halt": torch.zeros(len(state["x"]))}
+
+
+def test_fill_commits_the_surest_cell_and_solves_what_one_pass_cannot():
+    task = Sudoku(box=2, min_givens=4, max_givens=8)
+    data = sd.build_dataset(3, 0, 1, 2, 6, 8)
+    inputs, labels = torch.from_numpy(data["inputs"]).long(), torch.from_numpy(data["labels"]).long()
+    model = SurestCellModel(labels, task.vocab_size)
+    single = build_strategy("single").run(model, task, inputs, None, Compute())
+    assert not (single.tokens == labels).all(1).any()
+    open_cells = (inputs == task.blank_token).sum(1)
+    fill = build_strategy({"name": "fill", "rounds": int(open_cells.max()) + 1, "fraction": 0.01}).run(
+        model, task, inputs, None, Compute()
+    )
+    assert torch.equal(fill.tokens, labels)
+    assert torch.equal(fill.steps, open_cells.int())  # one cell per round; a row stops once none is open
+    short = build_strategy({"name": "fill", "rounds": 2, "fraction": 0.01}).run(model, task, inputs, None, Compute())
+    assert not (short.tokens == labels).all(1).any()  # two passes fill one cell and guess the rest
+
+
+def test_fill_rejects_bad_settings_and_tasks_without_blanks():
+    with pytest.raises(ConfigError, match="infer.rounds=0 should be a positive integer"):
+        build_strategy({"name": "fill", "rounds": 0})
+    for fraction in (0, 1.5):
+        with pytest.raises(ConfigError, match=f"infer.fraction={fraction} should be in"):
+            build_strategy({"name": "fill", "fraction": fraction})
+    model, task, inputs, ids, compute = _scripted_maze()
+    task.blank_token = None  # a task without blanks (Maze, ARC)
+    with pytest.raises(ConfigError, match="Sudoku task has no blank token to fill"):
+        build_strategy("fill").run(model, task, inputs, ids, compute)
+
+
 # -- configuration ---------------------------------------------------------------------------------
 
 
@@ -371,7 +459,7 @@ def test_list_shows_the_infer_kind():
         cmd_list(["infer"])
     text = captured.get()
     assert "infer" in registry.KINDS
-    for name in ("single", "more_steps", "noise_select", "augment_vote", "ensemble"):
+    for name in ("single", "more_steps", "noise_select", "augment_vote", "ensemble", "fill"):
         assert name in text
     assert "(no card)" not in text
 

@@ -28,6 +28,7 @@ class Task:
     puzzle_names: list[str] | None = None  # the name of each puzzle identifier (ARC: task|augmentation), if any
     loss: str = "stablemax"
     scores_predictions: bool = False  # True: `score` wants every held-out prediction (voting, path checks)
+    blank_token: int | None = None  # the input token of a cell the answer fills in, if any (`infer=fill`)
 
     def splits(self) -> dict[str, Split]:
         """The `train` and `test` splits, built (and cached) on first use."""

@@ -27,6 +27,8 @@ from latentreason.train.losses import check_loss
 class Sudoku(Task):
     """Sudoku: fill the grid; 9x9 (box=3) as in the papers, 4x4 (box=2) for quick runs."""
 
+    blank_token = int(sd.encode(0))  # an empty cell (value 0) as a token
+
     def __init__(
         self,
         box: int = 3,
