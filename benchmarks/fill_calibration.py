@@ -70,8 +70,8 @@ def ranked_accuracy(sure: torch.Tensor, right: torch.Tensor, open_cells: torch.T
     score = torch.where(open_cells, sure, torch.full_like(sure, -1.0))
     order = score.argsort(dim=1, descending=True)
     right, ranked_open = right.gather(1, order), open_cells.gather(1, order)
-    table = Table(title=f"one pass: accuracy of the k-th surest open cell ({count} puzzles)")
-    for name in ("k", "right", "rows"):
+    table = Table(title=f"one pass, {count} puzzles")
+    for name in ("k-th surest open cell", "right", "rows"):
         table.add_column(name, justify="right")
     for k in RANKS:
         rows = ranked_open[:, k - 1]

@@ -71,9 +71,9 @@ class Fill(InferenceStrategy):
             predicted = logits.argmax(-1).to(inputs.dtype)
             committed = current[rows] != inputs[rows]
             tokens[rows] = torch.where(committed, current[rows], predicted)
-            open_cells = current[rows] == blank
             if round_ == self.rounds - 1:
                 break
+            open_cells = current[rows] == blank
             cell_sure = token_probabilities(logits, task.loss).amax(-1)
             commit = surest_open_cells(cell_sure, open_cells, self.fraction)
             current[rows] = torch.where(commit, predicted, current[rows])
