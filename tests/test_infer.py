@@ -382,12 +382,14 @@ def test_fill_commits_the_surest_cell_and_solves_what_one_pass_cannot():
 
 
 def test_fill_rejects_bad_settings_and_tasks_without_blanks():
-    for rounds in (0, True, "3"):
-        with pytest.raises(ConfigError, match=f"infer.rounds={rounds!r} should be a positive integer"):
-            build_strategy({"name": "fill", "rounds": rounds})
-    for fraction in (0, 1.5, True, "0.3"):
-        with pytest.raises(ConfigError, match=f"infer.fraction={fraction!r} should be in"):
+    with pytest.raises(ConfigError, match="infer.rounds=0 should be a positive integer"):
+        build_strategy({"name": "fill", "rounds": 0})
+    for fraction in (0, 1.5):
+        with pytest.raises(ConfigError, match=f"infer.fraction={fraction} should be in"):
             build_strategy({"name": "fill", "fraction": fraction})
+    for key, value in (("rounds", True), ("rounds", "3"), ("fraction", "0.3")):  # types: checked by the registry
+        with pytest.raises(ConfigError, match=f"infer 'fill': {key}={value!r} should be"):
+            build_strategy({"name": "fill", key: value})
     model, task, inputs, ids, compute = _scripted_maze()
     task.blank_token = None  # a task without blanks (Maze, ARC)
     with pytest.raises(ConfigError, match="Sudoku task has no blank token to fill"):

@@ -39,9 +39,9 @@ class Fill(InferenceStrategy):
     """`rounds` passes; after each but the last, the surest `fraction` of every row's open cells become givens."""
 
     def __init__(self, rounds: int = 3, fraction: float = 0.3, trained=None):
-        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        if rounds < 1:  # the registry has checked the types
             raise ConfigError(f"infer.rounds={rounds!r} should be a positive integer (1: a single pass)")
-        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+        if not 0 < fraction <= 1:
             raise ConfigError(
                 f"infer.fraction={fraction!r} should be in (0, 1]: the share of a row's open cells committed per round"
             )
