@@ -1,6 +1,6 @@
 """Where a compiled paper-size hrm_sudoku step spends its GPU time: parts timed apart, then torch.profiler.
 
-    PYTHONPATH=$PWD python benchmarks/gpu_profile.py [--recipe hrm_sudoku] [--batch 768]
+    PYTHONPATH=$PWD python benchmarks/gpu_profile.py [--recipe hrm_sudoku] [--batch 768] [overrides ...]
 
 It complements gpu_check.py (which times whole steps): the step, the step without the work outside
 the model, forward+backward alone and the optimizer alone, each the median of 20 after warm-up, then
@@ -29,18 +29,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", default="hrm_sudoku")
     parser.add_argument("--batch", type=int, default=768)
+    parser.add_argument("overrides", nargs="*", help="config overrides, e.g. model.state_dtype=autocast")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         sys.exit("gpu_profile.py needs a CUDA GPU; on CPU, `latentreason bench` times the step.")
     device = torch.device("cuda")
-    config = compose(args.recipe, args.batch, True)
+    config = compose(args.recipe, args.batch, True, args.overrides)
     task = build_task(config)
     step = OurStep(config, task.splits(), task, torch.bfloat16, device)
     for _ in range(4):  # compiles
         step.full_step()
     batch = step.stream.batch(0, device)
 
-    print(f"{args.recipe}, batch {args.batch}, optimizer {type(step.optimizer).__name__}, torch {torch.__version__}")
+    print(
+        f"{args.recipe} {' '.join(args.overrides)}, batch {args.batch}, optimizer {type(step.optimizer).__name__}, torch {torch.__version__}"
+    )
     for name, fn in [
         ("whole step", step.full_step),
         ("model step", lambda: step.model_step(batch)),

@@ -124,9 +124,15 @@ class ReasoningModel(nn.Module):
         puzzle_emb_len: int = 0,
         position_groups: torch.Tensor | None = None,
         puzzle_emb_width: int | None = None,
+        state_dtype: str = "float32",
     ):
         super().__init__()
+        if state_dtype not in ("float32", "autocast"):
+            from latentreason.errors import ConfigError
+
+            raise ConfigError(f"model.state_dtype must be 'float32' or 'autocast', got {state_dtype!r}")
         self.core, self.estimator, self.policy = core, estimator, policy
+        self.state_in_autocast_dtype = state_dtype == "autocast"
         hidden = core.hidden_size
         self.seq_len, self.puzzle_emb_len = seq_len, puzzle_emb_len
         self.embed_scale = math.sqrt(hidden)
@@ -168,7 +174,15 @@ class ReasoningModel(nn.Module):
         return self.core.initial_state(batch_size, self.length, device)
 
     def segment(self, state: State, x: torch.Tensor) -> State:
-        """One segment of reasoning; the estimator decides which updates carry gradient."""
+        """One segment of reasoning; the estimator decides which updates carry gradient.
+
+        Under autocast the matrix products run in bf16 either way; with `model.state_dtype=autocast`
+        the input, the state and the residual stream between the products are bf16 too (as the
+        reference's `forward_dtype`), which halves the bytes the elementwise kernels move.
+        """
+        if self.state_in_autocast_dtype and torch.is_autocast_enabled(x.device.type):
+            low = torch.get_autocast_dtype(x.device.type)
+            state, x = {k: v.to(low) for k, v in state.items()}, x.to(low)
         return self.estimator.run(self.core, state, x)
 
     def halt_logits(self, state: State) -> HaltLogits:
@@ -200,6 +214,7 @@ def build_model(
     puzzle_emb_width = model_config.get("puzzle_emb_ndim")  # None: every position's values are learned
     if not model_config.get("grid_positions", False):
         position_groups = None
+    state_dtype = str(model_config.get("state_dtype", "float32"))  # older checkpoints' configs have none
     core_config = config["core"]
     block_config = config.get("block") or {"name": "hrm"}  # an older checkpoint's config has none
     block = registry.build("block", block_config, positions=core_config.get("positions", "rope"))
@@ -216,4 +231,5 @@ def build_model(
         puzzle_emb_len,
         position_groups,
         None if puzzle_emb_width is None else int(puzzle_emb_width),
+        state_dtype,
     )

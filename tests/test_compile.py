@@ -102,14 +102,18 @@ def test_a_compiled_trm_run_trains_evaluates_and_finishes(tmp_path):
 
 
 def test_a_bf16_mixed_run_trains_on_cpu(tmp_path):
-    """The GPU's precision on CPU: autocast to bf16 through training and evaluation."""
+    """The GPU's precision on CPU: autocast to bf16 through training and evaluation, the state fp32 or bf16."""
     tiny_run(tmp_path, "bf16", "trainer.precision=bf16-mixed")
     tiny_run(tmp_path, "fp32", "trainer.precision=32-true")
-    bf16, fp32 = (
-        torch.load(tmp_path / name / "final.ckpt", weights_only=True)["state_dict"] for name in ("bf16", "fp32")
+    tiny_run(tmp_path, "bf16_state", "trainer.precision=bf16-mixed", "model.state_dtype=autocast")
+    bf16, fp32, bf16_state = (
+        torch.load(tmp_path / name / "final.ckpt", weights_only=True)["state_dict"]
+        for name in ("bf16", "fp32", "bf16_state")
     )
     # Same seed, same data: only the precision differs, and CPU runs are otherwise bitwise reproducible.
-    assert bf16.keys() == fp32.keys() and any(not torch.equal(bf16[k], fp32[k]) for k in fp32)
+    assert bf16.keys() == fp32.keys() == bf16_state.keys()
+    assert any(not torch.equal(bf16[k], fp32[k]) for k in fp32)
+    assert any(not torch.equal(bf16[k], bf16_state[k]) for k in fp32)
 
 
 SUDOKU_CORES = {  # every core a Sudoku CPU preset compiles (trainer.compile=auto), at toy size
@@ -171,3 +175,38 @@ def test_compile_auto_compiles_long_runs_where_a_compiler_exists(monkeypatch):
         hardware.shutil, "which", lambda name: None
     )  # no C++ compiler: inductor cannot build CPU kernels
     assert not hardware.compile_enabled(trainer())
+
+
+def test_state_dtype_autocast_holds_the_state_in_bf16_and_stays_close_to_fp32():
+    """`model.state_dtype=autocast`: under bf16 autocast the carry is bf16 (the reference's forward
+    dtype); without autocast, or with the default, nothing changes; the logits stay near fp32's."""
+    from conftest import random_batch, tiny_model
+    from latentreason.train.deep_supervision import Carry, train_segment
+
+    default, low = tiny_model(), tiny_model("model.state_dtype=autocast")
+    low.load_state_dict(default.state_dict())
+    batch = random_batch(8, seed=0)
+    results = {}
+    for name, model in (("default", default), ("low", low)):
+        for autocast in (False, True):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                carry, loss, _, _ = train_segment(model, Carry.start(model, batch), batch)
+                logits, _ = model.heads(carry.state)
+            loss.backward()
+            assert model.embed_tokens.weight.grad.abs().sum() > 0  # the cast passes gradient to the input
+            model.zero_grad()
+            results[name, autocast] = carry.state, logits.float()
+    assert all(v.dtype == torch.bfloat16 for v in results["low", True][0].values())
+    assert all(v.dtype == torch.float32 for key in results if key != ("low", True) for v in results[key][0].values())
+    torch.testing.assert_close(results["low", False][1], results["default", False][1], rtol=0, atol=0)
+    want, got = results["default", False][1], results["low", True][1]
+    assert (got - want).abs().mean() < 0.05 * want.abs().mean()
+    assert (got.argmax(-1) == want.argmax(-1)).float().mean() > 0.9
+
+
+def test_a_bad_state_dtype_names_the_setting():
+    from conftest import tiny_model
+    from latentreason.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="model.state_dtype must be 'float32' or 'autocast', got 'bf16'"):
+        tiny_model("model.state_dtype=bf16")
