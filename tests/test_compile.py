@@ -1,4 +1,4 @@
-"""trainer.compile: compiled training matches eager, evaluation runs eager, and when `auto` compiles."""
+"""trainer.compile and precision: compiled training matches eager, evaluation runs eager, when `auto` compiles; bf16 and the bf16 state."""
 
 from __future__ import annotations
 
