@@ -10,8 +10,8 @@ Run from the repository root, once, on a machine with a CUDA GPU:
 For each of hrm_sudoku, trm_sudoku and lonly_sudoku at paper configuration (hidden 512, global
 batch 768 unless --batch), it times training steps in bf16-mixed eager and compiled (compile time
 reported apart; compiled also with `model.state_dtype=autocast`, the state in bf16), the model FLOP
-utilisation against a bf16 matmul measured in the same process, peak memory, the loss at the start and end of the steps (it should go down), and the difference of
-bf16 and fp32 logits on one batch; then the reference HRM (../shared/reference/hrm, with its own
+utilisation against a bf16 matmul measured in the same process, peak memory, the loss at the start
+and end of the steps (it should go down), and the difference of bf16 and fp32 logits on one batch; then the reference HRM (../shared/reference/hrm, with its own
 torch.compile as in its pretrain.py) at the same batch for the step-time ratio, and the evaluation
 throughput with and without per-example early exit. A time budget stops parts that would overrun;
 whatever ran is written. The data are generated 9x9 puzzles (a few hundred, cached), not
@@ -185,7 +185,7 @@ def main() -> None:
     }
 
     def ours(recipe: str, compile: bool, bf16_state: bool = False) -> None:
-        state = ["model.state_dtype=autocast"] if bf16_state else []
+        overrides = [*extra, "model.state_dtype=autocast"] if bf16_state else extra
         part = train_part(
             recipe,
             args.batch,
@@ -193,7 +193,7 @@ def main() -> None:
             compile,
             peak,
             device,
-            [*extra, *state],
+            overrides,
         )
         part["state"] = "bf16" if bf16_state else "fp32"
         model = part.pop("model")
@@ -296,7 +296,7 @@ def write(results: dict, out: Path) -> None:
         b = p.get("bf16_vs_fp32")
         inf = p.get("inference")
         lines.append(
-            f"| {p['recipe']} | {p['compile']} | {p.get('state', 'fp32')} | {p['batch']} | {p['step_s']['median'] * 1e3:.1f} | {p['mfu']:.1%} "
+            f"| {p['recipe']} | {p['compile']} | {p['state']} | {p['batch']} | {p['step_s']['median'] * 1e3:.1f} | {p['mfu']:.1%} "
             f"| {p['compile_s']:.0f} | "
             f"{p['peak_memory_gib']:.1f} | {p['loss_first']:.3f} -> {p['loss_last']:.3f} | "
             + (f"max {b['max_abs']:.3f}, argmax agree {b['argmax_agree']:.2%}" if b else "")
@@ -308,7 +308,7 @@ def write(results: dict, out: Path) -> None:
     if ref:
         ours = [p for p in results["parts"] if p["recipe"] == "hrm_sudoku"]
         ratios = "; ".join(
-            f"{'compiled' if p['compile'] else 'eager'}, {p.get('state', 'fp32')} state: "
+            f"{'compiled' if p['compile'] else 'eager'}, {p['state']} state: "
             f"{ref['step_s']['median'] / p['step_s']['median']:.2f}x"
             for p in ours
         )
