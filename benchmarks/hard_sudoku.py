@@ -1,12 +1,13 @@
 """Exact accuracy on hard puzzles against the number of givens, for a checkpoint and a few inference strategies.
 
     python benchmarks/hard_sudoku.py --ckpt runs/<run>/final.ckpt \
-        --data ../shared/data/sudoku/magictour_top1465_dev.txt [--limit N] [--strategies single augment_vote]
+        --data ../shared/data/sudoku/magictour_top1465_dev.txt [--every K] [--limit N] [--strategies single augment_vote]
 
 Reads the file as `latentreason eval data=` does (a plain list is solved first, in one process per
 core), runs each strategy through `latentreason.infer.evaluate`, and prints one table: per number of
 givens, how many puzzles and the exact accuracy of each strategy, with the totals. `augment_vote`
-votes over 16 symmetric copies and keeps a valid grid when one of them is (its `check`).
+votes over 16 symmetric copies and keeps a valid grid when one of them is (its `check`);
+`augment_vote_unchecked` votes without that check, as the papers do.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from latentreason.tasks import sudoku_data as sd
 STRATEGIES = {
     "single": {"name": "single"},
     "augment_vote": {"name": "augment_vote", "count": 16, "check": True},
+    "augment_vote_unchecked": {"name": "augment_vote", "count": 16, "check": False},  # the papers' protocol
 }
 
 
@@ -33,11 +35,14 @@ def main() -> None:
     parser.add_argument("--ckpt", required=True, help="a checkpoint of `latentreason run` (9x9 Sudoku)")
     parser.add_argument("--data", required=True, help="puzzles: one 81-character line each, or a Sudoku-Extreme CSV")
     parser.add_argument("--limit", type=int, default=None, help="only the first N puzzles")
-    parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES))
+    parser.add_argument("--every", type=int, default=1, help="only every K-th puzzle (before --limit)")
+    parser.add_argument("--strategies", nargs="+", default=["single", "augment_vote"], choices=list(STRATEGIES))
     args = parser.parse_args()
 
     trained = load_checkpoint(args.ckpt)
     split = trained.task.read_file(args.data)
+    if args.every > 1:  # a sample spread over the whole file (magictour's list runs from the fewest givens up)
+        split = {key: value[:: args.every] for key, value in split.items()}
     count = len(split["inputs"]) if args.limit is None else min(args.limit, len(split["inputs"]))
     givens = torch.tensor([sd.count_givens(sd.decode(row)) for row in split["inputs"][:count].numpy()])
     labels = split["labels"][:count]

@@ -145,6 +145,12 @@ CASES = [
         "task.min_difficulty keeps puzzles by the rating column",
     ),
     (
+        "min-search-nodes",
+        "negative min_search_nodes",
+        [*RUN, "task.min_search_nodes=-5"],
+        "task.min_search_nodes=-5 should be 0 or more",
+    ),
+    (
         "batch-zero",
         "zero batch size",
         [*RUN, "trainer.global_batch_size=0"],

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import shared_file
-from latentreason.errors import DatasetFormatError
+from latentreason.errors import ConfigError, DatasetFormatError
 from latentreason.tasks import sudoku_data as sd
 
 seeds = st.integers(min_value=0, max_value=2**32 - 1)
@@ -438,6 +438,24 @@ def test_build_dataset_shapes_and_determinism():
         np.testing.assert_array_equal(data[key], again[key])
     other = sd.build_dataset(6, augmentations=3, rng_seed=12, box=3, min_givens=30, max_givens=50)
     assert not np.array_equal(data["inputs"], other["inputs"])
+
+
+def test_min_search_nodes_keeps_only_puzzles_that_need_search():
+    """Every kept puzzle needs the asked-for placements (counted again here); without the floor most do not."""
+    plain = sd.build_dataset(20, augmentations=0, rng_seed=4, box=3, min_givens=17, max_givens=30)
+    hard = sd.build_dataset(5, augmentations=1, rng_seed=4, box=3, min_givens=17, max_givens=30, min_search_nodes=120)
+    assert (plain["ratings"] < 120).mean() > 0.5
+    for tokens_in, rated in zip(hard["inputs"][::2], hard["ratings"][::2]):  # the originals, not their copies
+        puzzle = sd.decode(tokens_in)
+        assert sd.rating(puzzle) == rated >= 120 and sd.count_solutions(puzzle) == 1
+    again = sd.build_dataset(5, augmentations=1, rng_seed=4, box=3, min_givens=17, max_givens=30, min_search_nodes=120)
+    np.testing.assert_array_equal(again["inputs"], hard["inputs"])
+
+
+def test_an_unreachable_min_search_nodes_is_named(monkeypatch):
+    monkeypatch.setattr(sd, "MAX_DRAWS", 3)
+    with pytest.raises(ConfigError, match="No generated puzzle in 3 draws needed task.min_search_nodes=100000"):
+        sd.build_dataset(1, augmentations=0, rng_seed=0, box=2, min_givens=4, max_givens=8, min_search_nodes=100_000)
 
 
 def test_build_dataset_is_the_same_in_worker_processes():

@@ -4,6 +4,7 @@ import torch
 
 from conftest import shared_file
 from latentreason import registry
+from latentreason.errors import ConfigError
 from latentreason.tasks import sudoku_data as sd
 
 
@@ -68,6 +69,21 @@ def test_render_and_parse_round_trip(tmp_path):
 def test_bad_givens_range_is_named(tmp_path):
     with pytest.raises(ValueError, match="min_givens"):
         _task(tmp_path, min_givens=60, max_givens=50)
+
+
+def test_min_search_nodes_is_checked_and_keys_the_cache(tmp_path):
+    with pytest.raises(ConfigError, match="task.min_search_nodes=-1 should be 0 or more"):
+        _task(tmp_path, min_search_nodes=-1)
+    with pytest.raises(ConfigError, match="none are generated here; for files or a dataset use task.min_difficulty"):
+        _task(tmp_path, min_search_nodes=100, train_file="a.csv", test_file="b.csv")
+    hard = _task(
+        tmp_path, min_givens=17, max_givens=30, train_puzzles=2, augmentations=0, test_puzzles=2, min_search_nodes=120
+    )
+    assert "120+ search nodes" in hard.describe()
+    plain = _task(tmp_path, min_givens=17, max_givens=30, train_puzzles=2, augmentations=0, test_puzzles=2)
+    assert (hard.splits()["train"]["inputs"] != plain.splits()["train"]["inputs"]).any()
+    for tokens_in in hard.splits()["test"]["inputs"].numpy():
+        assert sd.rating(sd.decode(tokens_in.astype(np.uint8))) >= 120
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "foreign"])

@@ -41,6 +41,7 @@ class Sudoku(Task):
         test_file: str | None = None,
         dataset: str | None = None,
         min_difficulty: int | None = None,
+        min_search_nodes: int = 0,
         seed: int = 0,
         cache_dir: str | None = None,
         loss: str = "stablemax",
@@ -51,6 +52,13 @@ class Sudoku(Task):
             )
         check_loss(loss)
         self._check_dataset(dataset, box, train_file, test_file, min_difficulty)
+        if not isinstance(min_search_nodes, int) or min_search_nodes < 0:
+            raise ConfigError(f"task.min_search_nodes={min_search_nodes} should be 0 or more")
+        if min_search_nodes and (dataset or (train_file and test_file)):
+            raise ConfigError(
+                "task.min_search_nodes filters generated puzzles, and none are generated here; "
+                "for files or a dataset use task.min_difficulty"
+            )
         for key, value in (
             ("train_puzzles", train_puzzles),
             ("test_puzzles", test_puzzles),
@@ -81,6 +89,7 @@ class Sudoku(Task):
         self.min_givens, self.max_givens = min_givens, max_givens
         self.train_file, self.test_file = train_file, test_file
         self.dataset, self.min_difficulty = dataset, min_difficulty
+        self.min_search_nodes = min_search_nodes
         self.seed, self.cache_dir, self.loss = seed, cache_dir, loss
         self._splits: dict[str, Split] | None = None
 
@@ -104,8 +113,10 @@ class Sudoku(Task):
             count = "all" if self.train_puzzles is None else f"{self.train_puzzles:,}"
             hardness = f" rated {self.min_difficulty}+" if self.min_difficulty is not None else ""
             return f"9x9 Sudoku, {count} training puzzles{hardness} of {self.dataset} x {1 + self.augmentations} augmentations"
+        hardness = f", {self.min_search_nodes}+ search nodes" if self.min_search_nodes else ""
         source = (
-            self.train_file or f"{self.train_puzzles} generated puzzles ({self.min_givens}-{self.max_givens} givens)"
+            self.train_file
+            or f"{self.train_puzzles} generated puzzles ({self.min_givens}-{self.max_givens} givens{hardness})"
         )
         return f"{self.n}x{self.n} Sudoku, {source} x {1 + self.augmentations} augmentations"
 
@@ -114,7 +125,14 @@ class Sudoku(Task):
     def _generate(self, count: int, augmentations: int, seed: int, what: str) -> dict[str, np.ndarray]:
         with progress(f"Generating {count} {what} puzzles", count) as advance:
             return sd.build_dataset(
-                count, augmentations, seed, self.box, self.min_givens, self.max_givens, progress=advance
+                count,
+                augmentations,
+                seed,
+                self.box,
+                self.min_givens,
+                self.max_givens,
+                progress=advance,
+                min_search_nodes=self.min_search_nodes,
             )
 
     def _from_file(
@@ -153,6 +171,8 @@ class Sudoku(Task):
             }
             if self.dataset or self.min_difficulty is not None:
                 key.update(dataset=bool(self.dataset), min_difficulty=self.min_difficulty)
+            if self.min_search_nodes:
+                key.update(min_search_nodes=self.min_search_nodes)
             train_key = {
                 **key,
                 "split": "train",

@@ -28,13 +28,16 @@ from pathlib import Path
 
 import numpy as np
 
-from latentreason.errors import DatasetFormatError
+from latentreason.errors import ConfigError, DatasetFormatError
 
 SUPPORTED_BOXES = (2, 3, 4)
 
 # Text form of a digit 1..16: the usual digits, then letters for 16x16 grids.
 DIGIT_CHARS = "123456789ABCDEFG"
 BLANK_CHARS = ".0"
+
+# How many puzzles one generated puzzle may take while looking for one hard enough (min_search_nodes).
+MAX_DRAWS = 1000
 
 CSV_HEADERS = (("source", "q", "a", "rating"), ("source", "question", "answer", "rating"))
 
@@ -622,8 +625,17 @@ def _in_processes(function: Callable, items: list, workers: int | None, progress
             yield result
 
 
-def _generate_one(seed: np.random.SeedSequence, box: int, min_givens: int, max_givens: int):
-    return generate_puzzle(np.random.default_rng(seed), box, min_givens, max_givens)
+def _generate_one(seed: np.random.SeedSequence, box: int, min_givens: int, max_givens: int, min_search_nodes: int):
+    """One puzzle from its own seed, drawn again until its rating reaches `min_search_nodes`."""
+    rng = np.random.default_rng(seed)
+    for _ in range(MAX_DRAWS):
+        puzzle, solution, nodes = generate_puzzle(rng, box, min_givens, max_givens)
+        if nodes >= min_search_nodes:
+            return puzzle, solution, nodes
+    raise ConfigError(
+        f"No generated puzzle in {MAX_DRAWS} draws needed task.min_search_nodes={min_search_nodes} solver placements; "
+        "lower it (generated 9x9 puzzles of 17-30 givens need about 50-300, one in ten 140 or more)"
+    )
 
 
 def build_dataset(
@@ -635,8 +647,12 @@ def build_dataset(
     max_givens: int = 81,
     progress: Callable[[int], object] | None = None,
     workers: int | None = None,
+    min_search_nodes: int = 0,
 ) -> dict[str, np.ndarray]:
     """Generate `num_puzzles` unique puzzles and augment them (see `from_puzzles` for the keys).
+
+    With `min_search_nodes`, only puzzles whose `rating` reaches it are kept: the generator's
+    puzzles mostly fall to single-candidate moves, and this is how to train on ones that need search.
 
     Deterministic for a given seed, whatever the number of worker processes: each puzzle has a
     seed of its own, and augmentation draws from a separate stream. Puzzles are generated in
@@ -646,7 +662,9 @@ def build_dataset(
     n = grid_size(box)
     generation_seed, augmentation_seed = np.random.SeedSequence(rng_seed).spawn(2)
     seeds = generation_seed.spawn(num_puzzles)
-    make = functools.partial(_generate_one, box=box, min_givens=min_givens, max_givens=max_givens)
+    make = functools.partial(
+        _generate_one, box=box, min_givens=min_givens, max_givens=max_givens, min_search_nodes=min_search_nodes
+    )
     puzzles = np.zeros((num_puzzles, n * n), dtype=np.int8)
     solutions = np.zeros_like(puzzles)
     ratings = np.zeros(num_puzzles, dtype=np.int64)
