@@ -214,16 +214,25 @@ def _split(n=12, seed=0):
 
 
 def test_single_is_todays_prediction_bit_for_bit():
+    """`single` in batches of 5 is run_to_halt on the same batches, to the last bit (compared batch by
+    batch: on some CPUs a matmul's last bit depends on how many rows it is given)."""
     trained, split = _trained(), _split()
     out = trained.predict(split, batch_size=5)
-    logits, steps, halt = run_to_halt(trained.model, split["inputs"], split["puzzle_ids"])
+    batches = [
+        run_to_halt(trained.model, split["inputs"][start : start + 5], split["puzzle_ids"][start : start + 5])
+        for start in range(0, 12, 5)
+    ]
+    logits = torch.cat([batch[0] for batch in batches])
+    steps = torch.cat([batch[1] for batch in batches])
+    q_halt = torch.cat([batch[2]["q_halt"] for batch in batches])
     direct = per_row_results(logits, split["labels"])
     assert torch.equal(out["predictions"], logits.argmax(-1))
-    assert torch.equal(out["confidence"], torch.sigmoid(halt["q_halt"]))
+    assert torch.equal(out["confidence"], torch.sigmoid(q_halt))
     assert out["metrics"]["token_accuracy"] == pytest.approx(float(direct["token_accuracy"].double().mean()), abs=1e-12)
     assert out["metrics"]["exact_accuracy"] == float(direct["exact"].double().mean())
     assert (
-        out["compute"] == {"forward_passes": int(steps.sum()), "segment_calls": 3 * int(steps.max())}
+        out["compute"]
+        == {"forward_passes": int(steps.sum()), "segment_calls": sum(int(batch[1].max()) for batch in batches)}
         and not out["checked"]
     )
 
