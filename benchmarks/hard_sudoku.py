@@ -26,8 +26,8 @@ from latentreason.tasks import sudoku_data as sd
 STRATEGIES = {
     "single": {"name": "single"},
     "augment_vote": {"name": "augment_vote", "count": 16, "check": True},
-    "augment_vote_unchecked": {"name": "augment_vote", "count": 16, "check": False},  # the papers' protocol
 }
+STRATEGIES["augment_vote_unchecked"] = {**STRATEGIES["augment_vote"], "check": False}  # the papers' protocol
 
 
 def main() -> None:

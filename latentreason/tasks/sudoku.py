@@ -52,25 +52,25 @@ class Sudoku(Task):
             )
         check_loss(loss)
         self._check_dataset(dataset, box, train_file, test_file, min_difficulty)
-        if not isinstance(min_search_nodes, int) or min_search_nodes < 0:
-            raise ConfigError(f"task.min_search_nodes={min_search_nodes} should be 0 or more")
+        counts = ("train_puzzles", "test_puzzles")  # null: all of a dataset's puzzles
+        for key, value in (
+            ("train_puzzles", train_puzzles),
+            ("test_puzzles", test_puzzles),
+            ("augmentations", augmentations),
+            ("min_search_nodes", min_search_nodes),
+        ):
+            if value is None and dataset and key in counts:
+                continue
+            if not isinstance(value, int) or value < 0:
+                raise ConfigError(
+                    f"task.{key}={value} should be 0 or more"
+                    + (" (null, all puzzles, only with task.dataset)" if value is None and key in counts else "")
+                )
         if min_search_nodes and (dataset or (train_file and test_file)):
             raise ConfigError(
                 "task.min_search_nodes filters generated puzzles, and none are generated here; "
                 "for files or a dataset use task.min_difficulty"
             )
-        for key, value in (
-            ("train_puzzles", train_puzzles),
-            ("test_puzzles", test_puzzles),
-            ("augmentations", augmentations),
-        ):
-            if value is None and dataset and key != "augmentations":
-                continue  # all of the dataset's puzzles
-            if not isinstance(value, int) or value < 0:
-                raise ConfigError(
-                    f"task.{key}={value} should be 0 or more"
-                    + (" (null, all puzzles, only with task.dataset)" if value is None else "")
-                )
         for key, count, file, name in (
             ("train_puzzles", train_puzzles, train_file, "train_file"),
             ("test_puzzles", test_puzzles, test_file, "test_file"),
