@@ -9,7 +9,8 @@ Run from the repository root, once, on a machine with a CUDA GPU:
 
 For each of hrm_sudoku, trm_sudoku and lonly_sudoku at paper configuration (hidden 512, global
 batch 768 unless --batch), it times training steps in bf16-mixed eager and compiled (compile time
-reported apart; compiled also with `model.state_dtype=autocast`, the state in bf16), the model FLOP
+reported apart; compiled also with `model.state_dtype=autocast`, the state in bf16, and last, for
+hrm_sudoku, with inductor's max_autotune, which may fuse elementwise work into the matmuls), the model FLOP
 utilisation against a bf16 matmul measured in the same process, peak memory, the loss at the start
 and end of the steps (it should go down), and the difference of bf16 and fp32 logits on one batch;
 then the reference HRM (../shared/reference/hrm, with its own torch.compile as in its pretrain.py)
@@ -30,6 +31,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch._inductor.config  # max_autotune, patched for one part
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -185,18 +187,22 @@ def main() -> None:
         "notes": [],
     }
 
-    def ours(recipe: str, compile: bool, bf16_state: bool = False) -> None:
+    def ours(recipe: str, compile: bool, bf16_state: bool = False, autotune: bool = False) -> None:
         overrides = [*extra, "model.state_dtype=autocast"] if bf16_state else extra
-        part = train_part(
-            recipe,
-            args.batch,
-            steps if recipe == "hrm_sudoku" else max(steps // 2, 5),
-            compile,
-            peak,
-            device,
-            overrides,
-        )
+        # max_autotune: inductor times Triton matmul templates against cuBLAS and may fuse the
+        # elementwise work that follows a matmul into it (what mode="max-autotune-no-cudagraphs" sets)
+        with torch._inductor.config.patch(max_autotune=autotune):
+            part = train_part(
+                recipe,
+                args.batch,
+                steps if recipe == "hrm_sudoku" else max(steps // 2, 5),
+                compile,
+                peak,
+                device,
+                overrides,
+            )
         part["state"] = "bf16" if bf16_state else "fp32"
+        part["max_autotune"] = autotune
         model = part.pop("model")
         if not compile or bf16_state:
             part["bf16_vs_fp32"] = bf16_vs_fp32(model)
@@ -249,6 +255,8 @@ def main() -> None:
         for recipe in RECIPES[1:]:
             parts[f"{recipe} compiled"] = (120, lambda r=recipe: ours(r, True))
             parts[f"{recipe} compiled (bf16 state)"] = (120, lambda r=recipe: ours(r, True, True))
+        # last: its autotuning takes minutes (not yet run on a GPU; name it in --parts to run it first)
+        parts["hrm_sudoku compiled (bf16 state, max-autotune)"] = (240, lambda: ours("hrm_sudoku", True, True, True))
     if args.cpu_smoke:
         parts["hrm_sudoku eager (bf16 state)"] = (60, lambda: ours("hrm_sudoku", False, True))
     chosen = [name.strip() for name in args.parts.split(",")] if args.parts else list(parts)
@@ -297,7 +305,7 @@ def write(results: dict, out: Path) -> None:
         b = p.get("bf16_vs_fp32")
         inf = p.get("inference")
         lines.append(
-            f"| {p['recipe']} | {p['compile']} | {p['state']} | {p['batch']} | {p['step_s']['median'] * 1e3:.1f} | {p['mfu']:.1%} "
+            f"| {p['recipe']} | {p['compile']}{' (max-autotune)' if p.get('max_autotune') else ''} | {p['state']} | {p['batch']} | {p['step_s']['median'] * 1e3:.1f} | {p['mfu']:.1%} "
             f"| {p['compile_s']:.0f} | "
             f"{p['peak_memory_gib']:.1f} | {p['loss_first']:.3f} -> {p['loss_last']:.3f} | "
             + (f"max {b['max_abs']:.3f}, argmax agree {b['argmax_agree']:.2%}" if b else "")
@@ -309,7 +317,7 @@ def write(results: dict, out: Path) -> None:
     if ref:
         ours = [p for p in results["parts"] if p["recipe"] == "hrm_sudoku"]
         ratios = "; ".join(
-            f"{'compiled' if p['compile'] else 'eager'}, {p['state']} state: "
+            f"{'compiled' if p['compile'] else 'eager'}{' (max-autotune)' if p.get('max_autotune') else ''}, {p['state']} state: "
             f"{ref['step_s']['median'] / p['step_s']['median']:.2f}x"
             for p in ours
         )
