@@ -93,15 +93,21 @@ def test_attention_flops_are_counted_on_cpu():
     assert flops == forward + 5 * forward // 2  # torch's backward formula: 5 products (QK^T recomputed)
 
 
-def test_compare_cores_reruns_one_row_and_keeps_the_others():
-    """`compare_cores.py --recipes X` replaces X's row of the existing table and keeps every other row in place."""
+def load_benchmark(name: str):
+    """A script of benchmarks/ as a module (the folder is not a package)."""
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_cores.py"
-    spec = importlib.util.spec_from_file_location("compare_cores", path)
-    compare = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(compare)
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_compare_cores_reruns_one_row_and_keeps_the_others():
+    """`compare_cores.py --recipes X` replaces X's row of the existing table and keeps every other row in place."""
+    compare = load_benchmark("compare_cores")
 
     def row(recipe, steps):
         return {c: (recipe if c == "recipe" else steps if c == "steps" else "x") for c in compare.COLUMNS}
@@ -115,3 +121,24 @@ def test_compare_cores_reruns_one_row_and_keeps_the_others():
     )
     merged = compare.merged_rows(page, [row("b", "9"), row("c", "3")])
     assert [(r["recipe"], r["steps"]) for r in merged] == [("a", "1"), ("b", "9"), ("c", "3")]
+
+
+def test_cpu_profile_groups_the_step_time_and_flops():
+    """benchmarks/cpu_profile.py finds the matmul and attention events and splits the step's FLOPs among them."""
+    from latentreason.bench import step_flops
+    from latentreason.config import load_config
+    from latentreason.tasks.base import build_task
+
+    cpu_profile = load_benchmark("cpu_profile")
+
+    config = load_config(
+        ["recipe=lonly_sudoku", "preset=cpu", "trainer.compile=false", "core.hidden_size=32", "core.num_heads=2"]
+        + ["task.train_puzzles=20", "task.augmentations=1", "task.test_puzzles=4", "trainer.global_batch_size=8"]
+    )
+    seconds, flops, total = cpu_profile.measure(config, steps=2)
+    assert seconds["matrix products"] > 0 and seconds["attention"] > 0
+    assert seconds["fused elementwise"] == 0  # eager: no compiled graphs
+    assert sum(seconds.values()) < total
+    assert flops["attention"] > 0 and flops["matrix products"] > flops["attention"]
+    task = build_task(config)
+    assert sum(flops.values()) == step_flops(config, task.splits(), task, None, torch.device("cpu"))
