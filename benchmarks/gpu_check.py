@@ -10,9 +10,9 @@ Run from the repository root, once, on a machine with a CUDA GPU:
 For each of hrm_sudoku, trm_sudoku and lonly_sudoku at paper configuration (hidden 512, global
 batch 768 unless --batch), it times training steps in bf16-mixed eager and compiled (compile time
 reported apart; compiled also with `model.state_dtype=autocast`, the state in bf16, and last, for
-hrm_sudoku, with inductor's max_autotune, which may fuse elementwise work into the matmuls), the model FLOP
-utilisation against a bf16 matmul measured in the same process, peak memory, the loss at the start
-and end of the steps (it should go down), and the difference of bf16 and fp32 logits on one batch;
+hrm_sudoku, with inductor's max_autotune, which may fuse elementwise work into the matmuls), the
+model FLOP utilisation against a bf16 matmul measured in the same process, peak memory, the loss at
+the start and end of the steps (it should go down), and the difference of bf16 and fp32 logits on one batch;
 then the reference HRM (../shared/reference/hrm, with its own torch.compile as in its pretrain.py)
 at the same batch for the step-time ratio, and the evaluation throughput with and without
 per-example early exit. A time budget stops parts that would overrun;
