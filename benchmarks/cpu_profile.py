@@ -27,6 +27,7 @@ from latentreason.config import load_config
 from latentreason.tasks.base import build_task
 
 STEPS = 5
+REST = "the rest"
 GROUPS = {  # profiler event name -> group; FLOP-counter op name -> group
     "matrix products": ("aten::mm", "aten::addmm", "aten::bmm"),
     "attention": ("flash_attention",),
@@ -48,9 +49,9 @@ def measure(config, steps: int = STEPS) -> tuple[dict, dict, float]:
     batch = eager.stream.batch(0, cpu)
     with FlopCounterMode(display=False) as counter:
         eager.model_step(batch)
-    flops = dict.fromkeys(GROUPS, 0)
+    flops = dict.fromkeys([*GROUPS, REST], 0)
     for op, n in counter.get_flop_counts()["Global"].items():
-        flops[group_of(str(op).replace("aten.", "aten::")) or "matrix products"] += n
+        flops[group_of(str(op).replace("aten.", "aten::")) or REST] += n
     del eager
 
     torch.manual_seed(int(config.seed))
@@ -86,8 +87,8 @@ def main() -> None:
     table = Table(title=f"{' '.join(overrides)}: one model step, profiled ({total * 1e3:.1f} ms)")
     for column in ("work", "ms/step", "share", "GFLOP/step", "GFLOP/s", "% of peak"):
         table.add_column(column, justify="left" if column == "work" else "right")
-    for group, s in [*seconds.items(), ("the rest", total - sum(seconds.values()))]:
-        f = flops.get(group, 0)
+    for group, s in [*seconds.items(), (REST, total - sum(seconds.values()))]:
+        f = flops[group]
         rate = f / s if f and s else 0.0
         row = [f"{s * 1e3:.1f}", f"{s / total:.1%}", f"{f / 1e9:.2f}" if f else "-"]
         table.add_row(group, *row, f"{rate / 1e9:.0f}" if rate else "-", f"{rate / peak:.0%}" if rate else "-")

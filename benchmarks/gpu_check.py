@@ -285,6 +285,10 @@ def main() -> None:
     write(results, out)
 
 
+def autotuned(part: dict) -> str:
+    return " (max-autotune)" if part.get("max_autotune") else ""
+
+
 def write(results: dict, out: Path) -> None:
     lines = [
         "",
@@ -305,7 +309,7 @@ def write(results: dict, out: Path) -> None:
         b = p.get("bf16_vs_fp32")
         inf = p.get("inference")
         lines.append(
-            f"| {p['recipe']} | {p['compile']}{' (max-autotune)' if p.get('max_autotune') else ''} | {p['state']} | {p['batch']} | {p['step_s']['median'] * 1e3:.1f} | {p['mfu']:.1%} "
+            f"| {p['recipe']} | {p['compile']}{autotuned(p)} | {p['state']} | {p['batch']} | {p['step_s']['median'] * 1e3:.1f} | {p['mfu']:.1%} "
             f"| {p['compile_s']:.0f} | "
             f"{p['peak_memory_gib']:.1f} | {p['loss_first']:.3f} -> {p['loss_last']:.3f} | "
             + (f"max {b['max_abs']:.3f}, argmax agree {b['argmax_agree']:.2%}" if b else "")
@@ -317,7 +321,7 @@ def write(results: dict, out: Path) -> None:
     if ref:
         ours = [p for p in results["parts"] if p["recipe"] == "hrm_sudoku"]
         ratios = "; ".join(
-            f"{'compiled' if p['compile'] else 'eager'}{' (max-autotune)' if p.get('max_autotune') else ''}, {p['state']} state: "
+            f"{'compiled' if p['compile'] else 'eager'}{autotuned(p)}, {p['state']} state: "
             f"{ref['step_s']['median'] / p['step_s']['median']:.2f}x"
             for p in ours
         )
